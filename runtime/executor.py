@@ -1,0 +1,292 @@
+"""Running a recipe: validate, schedule, execute, cache, commit outputs.
+
+`Runner.run(recipe)` validates the whole recipe first (nothing runs if
+anything is wrong), turns it into a networkx DiGraph, and runs, in
+topological order, only the requested nodes and their ancestors (by default
+every node that nothing reads from). Each node's result is cached under a
+key made of its type, its code version, its checked parameters, its seed
+(random nodes only) and the keys of its inputs, so a re-run recomputes only
+what changed.
+
+Files are written transactionally: nodes write into a staging folder inside
+the output folder, and the files move to their places (each an atomic
+rename) only when the whole run succeeded. A failed or cancelled run leaves
+no output behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import networkx as nx
+import torch
+
+from dreamnodes import __version__
+from dreamnodes import events as ev
+from dreamnodes.context import Context
+from dreamnodes.errors import Cancelled, DreamError, NodeError, Problem, RecipeError
+from dreamnodes.registry import load_all
+from dreamnodes.spec import NodeSpec
+
+from dreamnodes.graphs.recipe import Recipe, dump_recipe
+from dreamnodes.graphs.validate import resolve_output, to_digraph, validate
+
+from .cache import Cache, default_cache_dir, disk_cache_disabled_by_env
+from .device import choose_device
+
+STAGING_PREFIX = ".dreamnodes-staging-"
+
+
+def node_seed(recipe_seed: int, node_id: str) -> int:
+    """Per-node seed: stable for a node id, different between nodes."""
+    digest = hashlib.sha256(f"{recipe_seed}:{node_id}".encode()).digest()
+    return int.from_bytes(digest[:6], "big")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float):
+        return repr(v)  # exact, and 1 vs 1.0 stay distinct only when types differ
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in sorted(v.items())}
+    return v
+
+
+def cache_key(spec: NodeSpec, params: dict[str, Any], seed: int | None, input_keys: dict[str, Any],
+              extra: Any = None) -> str:
+    blob = json.dumps({
+        "type": spec.type_name, "version": spec.version, "code": spec.code_hash,
+        "params": _jsonable(params), "seed": seed, "inputs": input_keys, "extra": extra,
+    }, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class RunResult:
+    """What a run did: outputs by node, which nodes ran or came from cache, files written."""
+
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def output(self, node: str, name: str | None = None) -> Any:
+        outs = self.outputs[node]
+        return outs[name] if name else next(iter(outs.values()))
+
+
+class Runner:
+    """Executes recipes. Keep one Runner alive to reuse its in-memory cache."""
+
+    def __init__(self, *, cache: Cache | None = None, use_cache: bool = True, device: str | None = None,
+                 out_dir: str | Path = "out", input_roots: Iterable[str | Path] = (),
+                 listeners: Iterable[Callable[[ev.Event], None]] = ()):
+        if cache is None:
+            disk = use_cache and not disk_cache_disabled_by_env()
+            cache = Cache(default_cache_dir(), disk=disk)
+        self.cache = cache
+        self.use_cache = use_cache
+        self.device = choose_device(device)
+        self.out_dir = Path(out_dir)
+        self.input_roots = tuple(Path(p) for p in input_roots)
+        self.listeners = list(listeners)
+        self.cancel_event = threading.Event()
+        self.registry = load_all()
+
+    def cancel(self) -> None:
+        """Stop the current run at the next step boundary."""
+        self.cancel_event.set()
+
+    def emit(self, event: ev.Event) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+    # ------------------------------------------------------------------
+    def plan(self, recipe: Recipe, only: Iterable[str] | None = None) -> tuple[dict, list[str]]:
+        """Validate and return (checked params, the nodes to run in order)."""
+        params = validate(recipe, self.registry)
+        g = to_digraph(recipe)
+        if only:
+            targets = list(only)
+            missing = [t for t in targets if t not in recipe.nodes]
+            if missing:
+                raise RecipeError([Problem(f"--only names node '{t}', which is not in the recipe "
+                                           f"(nodes: {', '.join(recipe.nodes)})", recipe.file) for t in missing])
+        else:
+            targets = [n for n in g.nodes if g.out_degree(n) == 0]
+        needed = set(targets)
+        for t in targets:
+            needed |= nx.ancestors(g, t)
+        order = list(nx.lexicographical_topological_sort(g.subgraph(needed)))
+        return params, order
+
+    def run(self, recipe: Recipe, *, only: Iterable[str] | None = None, seed: int | None = None) -> RunResult:
+        self.cancel_event.clear()
+        if seed is not None:
+            recipe = recipe.copy()
+            recipe.seed = seed
+        params, order = self.plan(recipe, only)
+        recipe_text = dump_recipe(recipe)
+        provenance: dict[str, Any] = {
+            "dreamnodes": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "seed": recipe.seed, "device": str(self.device), "weights": {},
+        }
+        try:
+            import torchvision
+            provenance["torchvision"] = torchvision.__version__
+        except ImportError:
+            pass
+        roots = ((recipe.folder,) if recipe.folder else ()) + self.input_roots
+        result = RunResult()
+        staging: Path | None = None
+        for nid in order:
+            self.emit(ev.NodeQueued(nid))
+        try:
+            for nid in order:
+                if self.cancel_event.is_set():
+                    raise Cancelled()
+                node = recipe.nodes[nid]
+                spec = self.registry[node.type]
+                if spec.writes and staging is None:
+                    self.out_dir.mkdir(parents=True, exist_ok=True)
+                    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out_dir))
+                self._run_node(recipe, nid, spec, params[nid], result, recipe_text, provenance, roots, staging)
+            if staging is not None:
+                result.written = self._commit(staging)
+        except BaseException:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        return result
+
+    # ------------------------------------------------------------------
+    def _inputs(self, recipe: Recipe, nid: str, spec: NodeSpec, result: RunResult):
+        values: dict[str, Any] = {}
+        keys: dict[str, Any] = {}
+        for iname, v in recipe.nodes[nid].inputs.items():
+            refs = v if isinstance(v, list) else [v]
+            got, ks = [], []
+            for ref in refs:
+                src_spec = self.registry[recipe.nodes[ref.node].type]
+                out = resolve_output(src_spec, ref)
+                got.append(result.outputs[ref.node][out.name])
+                ks.append(f"{result.keys[ref.node]}:{out.name}")
+            values[iname] = got if isinstance(v, list) else got[0]
+            keys[iname] = ks if isinstance(v, list) else ks[0]
+        return values, keys
+
+    def _run_node(self, recipe, nid, spec, params, result, recipe_text, provenance, roots, staging):
+        inputs, input_keys = self._inputs(recipe, nid, spec, result)
+        explicit = params.get("seed")
+        seed = explicit if isinstance(explicit, int) else node_seed(recipe.seed, nid)
+        extra = None
+        if spec.writes:  # the embedded recipe and the destination are part of what is written
+            extra = [hashlib.sha256(recipe_text.encode()).hexdigest(), str(self.out_dir.resolve())]
+        key = cache_key(spec, params, seed if spec.random else None, input_keys, extra)
+        result.keys[nid] = key
+        self.emit(ev.NodeStarted(nid, spec.type_name))
+
+        if self.use_cache:
+            hit = self.cache.get_memory(key)
+            if hit is not None and spec.writes:
+                outputs, files = hit
+                if all((self.out_dir / f).exists() for f in files):
+                    hit = outputs
+                else:
+                    hit = None
+            if hit is None and not spec.writes:
+                hit = self.cache.get_disk(key)
+                if hit is not None:
+                    self.cache.put_memory(key, hit)
+            if hit is not None:
+                self._store(result, nid, spec, hit, provenance)
+                result.cached.append(nid)
+                self.emit(ev.NodeFinished(nid, cached=True))
+                return
+
+        ctx = Context(node_id=nid, seed=seed, device=self.device, out_dir=staging or self.out_dir,
+                      input_roots=roots, emit=self.emit, cancel=self.cancel_event,
+                      recipe_text=recipe_text, provenance=json.loads(json.dumps(provenance)))
+        kwargs = dict(params)
+        kwargs.update(inputs)
+        if spec.context_arg:
+            kwargs[spec.context_arg] = ctx
+        t0 = time.perf_counter()
+        try:
+            value = spec.fn(**kwargs)
+        except Cancelled:
+            raise
+        except NodeError as exc:
+            if exc.node is None:
+                exc = NodeError(exc.detail, nid)
+                self.emit(ev.NodeFailed(nid, str(exc)))
+                raise exc
+            self.emit(ev.NodeFailed(nid, str(exc)))
+            raise
+        except DreamError as exc:
+            self.emit(ev.NodeFailed(nid, str(exc)))
+            raise
+        except Exception as exc:
+            msg = f"{spec.type_name} failed: {type(exc).__name__}: {exc}"
+            self.emit(ev.NodeFailed(nid, msg))
+            raise NodeError(msg, nid) from exc
+        seconds = time.perf_counter() - t0
+        outputs = self._as_tuple(nid, spec, value)
+        self._store(result, nid, spec, outputs, provenance)
+        result.ran.append(nid)
+        result.seconds[nid] = seconds
+        if self.use_cache:
+            if spec.writes:
+                self.cache.put_memory(key, (outputs, list(ctx.written)))
+            else:
+                self.cache.put_memory(key, outputs)
+                self.cache.put_disk(key, outputs)
+        self.emit(ev.NodeFinished(nid, cached=False, seconds=seconds))
+
+    @staticmethod
+    def _as_tuple(nid: str, spec: NodeSpec, value: Any) -> tuple:
+        if not spec.outputs:
+            return ()
+        outputs = tuple(value) if spec.multi_output else (value,)
+        for out, v in zip(spec.outputs, outputs):
+            if not isinstance(v, out.type):
+                raise NodeError(f"{spec.type_name} returned {type(v).__name__} for output '{out.name}', "
+                                f"which should be {out.type.__name__} (a bug in the node)", nid)
+        return outputs
+
+    @staticmethod
+    def _store(result: RunResult, nid: str, spec: NodeSpec, outputs: tuple, provenance: dict) -> None:
+        result.outputs[nid] = {o.name: v for o, v in zip(spec.outputs, outputs)}
+        for v in outputs:
+            wid = getattr(v, "weights_id", "")
+            if wid:
+                provenance["weights"][nid] = wid
+
+    def _commit(self, staging: Path) -> list[Path]:
+        """Move staged files to their places in the output folder."""
+        root = self.out_dir.resolve()
+        moved = []
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            rel = path.relative_to(staging)
+            final = root / rel
+            final.parent.mkdir(parents=True, exist_ok=True)
+            real = final.parent.resolve() / final.name
+            if root not in real.parents:
+                raise NodeError(f"refusing to write {rel}: a link in the output folder leads outside it")
+            os.replace(path, real)
+            moved.append(real)
+        return moved
