@@ -109,7 +109,8 @@ def parse_recipe(text: str | bytes, file: str | None = None) -> Recipe:
     version = data.get("dreamnodes")
     if version is None:
         problems.append(Problem(f"the top-level key 'dreamnodes' (the schema version, currently "
-                                f"{SCHEMA_VERSION}) is missing; add 'dreamnodes: {SCHEMA_VERSION}'", file, 1))
+                                f"{SCHEMA_VERSION}) is missing; add 'dreamnodes: {SCHEMA_VERSION}'", file, 1,
+                                field="dreamnodes"))
         version = SCHEMA_VERSION
     elif not isinstance(version, int) or isinstance(version, bool) or version < 1:
         problems.append(Problem(f"'dreamnodes' is the schema version, a whole number; got {version!r}",

@@ -93,6 +93,10 @@ def validate(recipe: Recipe, registry: Mapping[str, NodeSpec]) -> dict[str, dict
                 problems.append(recipe.problem(f"input '{iname}' takes one {inp.type.socket_name()}, "
                                                "not a list", nid, iname, ipath))
                 continue
+            if inp.is_list and not isinstance(value, list):  # the node would get one item, not a list
+                problems.append(recipe.problem(f"input '{iname}' takes a list of {inp.type.socket_name()}; "
+                                               f"write it as [{value}]", nid, iname, ipath))
+                continue
             for ref in (value if isinstance(value, list) else [value]):
                 src = recipe.nodes.get(ref.node)
                 if src is None:
@@ -123,7 +127,7 @@ def validate(recipe: Recipe, registry: Mapping[str, NodeSpec]) -> dict[str, dict
             if not inp.optional and inp.name not in n.inputs:
                 problems.append(recipe.problem(
                     f"input '{inp.name}' ({inp.describe()}) is not connected; wire it under 'inputs'",
-                    nid, inp.name, base))
+                    nid, inp.name, base + ("inputs",)))
 
     g = to_digraph(recipe)
     for cycle in nx.simple_cycles(g):

@@ -26,6 +26,15 @@ _STD_TAGS = {
 _SCALAR_OK = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null")}
 
 
+def _subject(path: tuple) -> tuple[str | None, str | None]:
+    """(node id, field) that the value at `path` of a recipe belongs to."""
+    if len(path) >= 2 and path[0] == "nodes":
+        if len(path) >= 4 and path[2] in ("params", "inputs"):
+            return str(path[1]), str(path[3])
+        return str(path[1]), (str(path[2]) if len(path) >= 3 else None)
+    return None, (str(path[0]) if path else None)
+
+
 class _Reader:
     def __init__(self, text: str, file: str | None):
         self.file = file
@@ -34,40 +43,44 @@ class _Reader:
         self.count = 0
         self.loader = yaml.SafeLoader(text)
 
-    def fail(self, message: str, node: yaml.Node | None = None):
+    def fail(self, message: str, node: yaml.Node | None = None, path: tuple = ()):
         line = node.start_mark.line + 1 if node is not None else None
-        raise RecipeError(Problem(message, self.file, line))
+        nid, field = _subject(path)
+        raise RecipeError(Problem(message, self.file, line, nid, field))
 
     def walk(self, node: yaml.Node, path: tuple, depth: int) -> Any:
         self.count += 1
         if self.count > MAX_VALUES:
             self.fail(f"the recipe expands to more than {MAX_VALUES} values (nested aliases?); "
-                      "a recipe is a short list of nodes", node)
+                      "a recipe is a short list of nodes", node, path)
         if depth > MAX_DEPTH:
-            self.fail(f"the recipe is nested deeper than {MAX_DEPTH} levels", node)
+            self.fail(f"the recipe is nested deeper than {MAX_DEPTH} levels", node, path)
         self.lines.setdefault(path, node.start_mark.line + 1)
         if node.tag not in _STD_TAGS:
             self.fail(f"the tag {node.tag!r} is not allowed: a recipe holds plain data only "
-                      "(no code, no custom types)", node)
+                      "(no code, no custom types)", node, path)
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # merge keys (<<) become plain keys
             out: dict = {}
             for knode, vnode in node.value:
                 if not isinstance(knode, yaml.ScalarNode) or knode.tag not in _SCALAR_OK:
-                    self.fail("mapping keys must be plain words", knode)
+                    self.fail("mapping keys must be plain words", knode, path)
                 key = self.loader.construct_object(knode)
                 if key in out:
+                    nid, field = _subject(path + (key,))
                     self.duplicates.append(Problem(
                         f"'{key}' appears twice in the same mapping; the ids and keys of a recipe must be unique",
-                        self.file, knode.start_mark.line + 1, field=str(key)))
+                        self.file, knode.start_mark.line + 1, nid, field))
                     continue
+                # a value is located at its key's line (a block mapping's value starts a line later)
+                self.lines.setdefault(path + (key,), knode.start_mark.line + 1)
                 out[key] = self.walk(vnode, path + (key,), depth + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.walk(v, path + (i,), depth + 1) for i, v in enumerate(node.value)]
         if node.tag not in _SCALAR_OK:
             self.fail(f"values of type {node.tag.rsplit(':', 1)[-1]} are not allowed in a recipe; "
-                      "write them as strings", node)
+                      "write them as strings", node, path)
         return self.loader.construct_object(node)
 
 

@@ -192,6 +192,53 @@ def cmd_samples(args) -> int:
     return 0
 
 
+def _model_for(target: str, device: str | None):
+    """A Model from an architecture name ('mobilenet_v2') or RECIPE.yaml:NODE."""
+    from dreamnodes.runtime.executor import Runner
+
+    runner = Runner(device=device or "cpu")
+    if ":" in target and Path(target.rsplit(":", 1)[0]).exists():
+        path, nid = target.rsplit(":", 1)
+        recipe = open_recipe(path)
+        result = runner.run(recipe, only=[nid])
+        model = result.output(nid)
+    else:
+        from dreamnodes.graphs.recipe import RecipeNode
+
+        recipe = Recipe({"net": RecipeNode("net", "model.load", {"arch": target})})
+        model = runner.run(recipe).output("net")
+    from dreamnodes.types import Model
+
+    if not isinstance(model, Model):
+        raise UsageError(f"{target} is not a model (give an architecture or RECIPE.yaml:MODEL_NODE)")
+    return model
+
+
+def cmd_layers(args) -> int:
+    from dreamnodes.nodes.model import layer_shapes
+
+    model = _model_for(args.model, args.device)
+    rows = layer_shapes(model, args.size)
+    leaves = {p for p, m in model.module.named_modules() if p and not any(True for _ in m.children())}
+    print(f"{model.arch} ({model.weights_id}), input {args.size}x{args.size}:")
+    for path, kind, shape in rows:
+        if args.all or path not in leaves or path == "logits":
+            print(f"  {path:<28} {kind:<20} {'x'.join(map(str, shape[1:]))}")
+    return 0
+
+
+def cmd_classes(args) -> int:
+    model = _model_for(args.model, args.device)
+    words = [w.lower() for w in args.words]
+    hits = [(i, c) for i, c in enumerate(model.categories) if all(w in c.lower() for w in words)]
+    for i, c in hits:
+        print(f"{i:5d}  {c}")
+    if not hits:
+        print(f"no class of {model.arch} matches {' '.join(args.words)!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dreamnodes", description="Run and inspect dreamnodes recipes.")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of failures")
@@ -225,12 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sm = sub.add_parser("samples", help="list the bundled sample photos")
     sm.set_defaults(fn=cmd_samples)
-    for extra in _extra_commands:
-        extra(sub)
+    ly = sub.add_parser("layers", help="list a model's layer paths with their output shapes")
+    ly.add_argument("model", help="an architecture (mobilenet_v2, googlenet, ...) or RECIPE.yaml:MODEL_NODE")
+    ly.add_argument("--size", type=int, default=224, help="input size in pixels (default 224)")
+    ly.add_argument("--all", action="store_true", help="also list the leaf modules inside blocks")
+    ly.add_argument("--device", default=None)
+    ly.set_defaults(fn=cmd_layers)
+
+    cl = sub.add_parser("classes", help="search the class names of a model (ImageNet for the defaults)")
+    cl.add_argument("words", nargs="*", help="words the class name must contain")
+    cl.add_argument("--model", default="mobilenet_v2", help="architecture or RECIPE.yaml:MODEL_NODE")
+    cl.add_argument("--device", default=None)
+    cl.set_defaults(fn=cmd_classes)
     return ap
-
-
-_extra_commands: list = []
 
 
 def main(argv: list[str] | None = None) -> int:

