@@ -130,14 +130,23 @@ def validate(recipe: Recipe, registry: Mapping[str, NodeSpec]) -> dict[str, dict
                     nid, inp.name, base + ("inputs",)))
 
     g = to_digraph(recipe)
+    # networkx yields cycles in an order (and from a start node) that varies with string hashing;
+    # start each at its first node in the recipe and sort them, so the report is the same every run
+    pos = {nid: i for i, nid in enumerate(recipe.nodes)}
+    cycles = []
     for cycle in nx.simple_cycles(g):
         if len(cycle) == 1:
             continue  # self-references were reported above
-        ring = " -> ".join(cycle + [cycle[0]])
-        problems.append(recipe.problem(f"the nodes form a cycle ({ring}); a recipe must flow one way",
-                                       cycle[0], None, ("nodes", cycle[0])))
-        if len(problems) > 200:
+        k = min(range(len(cycle)), key=lambda i: pos[cycle[i]])
+        cycles.append(cycle[k:] + cycle[:k])
+        if len(problems) + len(cycles) > 200:
             break
+    for cycle in sorted(cycles, key=lambda c: [pos[n] for n in c]):
+        ring = " -> ".join(cycle + [cycle[0]])
+        # the input of the first node that closes the ring
+        iname = next(i for i, r in recipe.nodes[cycle[0]].input_refs() if r.node == cycle[-1])
+        problems.append(recipe.problem(f"the nodes form a cycle ({ring}); a recipe must flow one way",
+                                       cycle[0], iname, ("nodes", cycle[0], "inputs", iname)))
     if problems:
         raise RecipeError(problems)
     return resolved
