@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import statistics
 import sys
@@ -84,6 +85,47 @@ def timed(fn):
 
 def verdict(value: float, target: float) -> str:
     return "ok" if value <= target else "MISSED"
+
+
+class OtherLoad:
+    """How many cores other processes kept busy while a benchmark ran (Linux; None elsewhere).
+
+    Timings on a shared machine are only as good as the quiet around them: the busy time of
+    all CPUs (/proc/stat) minus this process's own CPU time, over the wall time.
+    """
+
+    def __enter__(self):
+        self.t0, self.busy0, self.own0 = time.perf_counter(), self._busy(), self._own()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.t0
+        busy1 = self._busy()
+        self.cores = None if busy1 is None or self.busy0 is None else max(
+            0.0, (busy1 - self.busy0 - (self._own() - self.own0)) / wall)
+
+    @staticmethod
+    def _own() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    @staticmethod
+    def _busy() -> float | None:
+        try:
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    def report(self) -> str:
+        if self.cores is None:
+            return ""
+        note = f"  other processes kept {self.cores:.2f} of {os.cpu_count()} cores busy meanwhile"
+        if self.cores > 0.25:
+            note += " -- the machine was not quiet; these times are inflated and noisy"
+        return note
 
 
 # ------------------------------------------------ 1. cheap-node overhead
@@ -424,11 +466,16 @@ def main(argv=None) -> int:
           f"python {platform.python_version()}")
     results = {"mode": "quick" if args.quick else "full", "torch": torch.__version__,
                "threads": torch.get_num_threads(), "python": platform.python_version()}
-    results["cheap_nodes"] = bench_cheap(args.quick)
-    results["recipe_overhead"] = bench_recipe(args.quick)
-    peak = matmul_flops(args.quick)
-    results["matmul_gflops"] = peak / 1e9
-    results["deepdream"] = bench_dream(args.quick, peak)
+    for key, fn in (("cheap_nodes", bench_cheap), ("recipe_overhead", bench_recipe), ("deepdream", bench_dream)):
+        with OtherLoad() as load:
+            if key == "deepdream":
+                peak = matmul_flops(args.quick)
+                results["matmul_gflops"] = peak / 1e9
+                results[key] = fn(args.quick, peak)
+            else:
+                results[key] = fn(args.quick)
+        results[key]["other_load_cores"] = load.cores
+        print(load.report())
     results["total_s"] = time.perf_counter() - t0
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     print(f"\ntotal {results['total_s']:.0f} s; results written to {args.json}")
