@@ -129,7 +129,7 @@ class Runner:
         needed = set(targets)
         for t in targets:
             needed |= nx.ancestors(g, t)
-        order = list(nx.lexicographical_topological_sort(g.subgraph(needed)))
+        order = [n for n in nx.topological_sort(g) if n in needed]  # deterministic: insertion order
         return params, order
 
     def run(self, recipe: Recipe, *, only: Iterable[str] | None = None, seed: int | None = None) -> RunResult:
@@ -138,7 +138,7 @@ class Runner:
             recipe = recipe.copy()
             recipe.seed = seed
         params, order = self.plan(recipe, only)
-        recipe_text = dump_recipe(recipe)
+        recipe_text = _Lazy(lambda: dump_recipe(recipe))  # only nodes that write files need it
         provenance: dict[str, Any] = {
             "dreamnodes": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "seed": recipe.seed, "device": str(self.device), "weights": {},
@@ -195,7 +195,7 @@ class Runner:
         seed = explicit if isinstance(explicit, int) else node_seed(recipe.seed, nid)
         extra = None
         if spec.writes:  # the embedded recipe and the destination are part of what is written
-            extra = [hashlib.sha256(recipe_text.encode()).hexdigest(), str(self.out_dir.resolve())]
+            extra = [hashlib.sha256(recipe_text().encode()).hexdigest(), str(self.out_dir.resolve())]
         key = cache_key(spec, params, seed if spec.random else None, input_keys, extra)
         result.keys[nid] = key
         self.emit(ev.NodeStarted(nid, spec.type_name))
@@ -220,7 +220,8 @@ class Runner:
 
         ctx = Context(node_id=nid, seed=seed, device=self.device, out_dir=staging or self.out_dir,
                       input_roots=roots, emit=self.emit, cancel=self.cancel_event,
-                      recipe_text=recipe_text, provenance=json.loads(json.dumps(provenance)))
+                      recipe_text=recipe_text() if spec.writes else "",
+                      provenance=json.loads(json.dumps(provenance)) if spec.writes else {})
         kwargs = dict(params)
         kwargs.update(inputs)
         if spec.context_arg:
@@ -290,3 +291,17 @@ class Runner:
             os.replace(path, real)
             moved.append(real)
         return moved
+
+
+class _Lazy:
+    """A value computed on first call, then remembered."""
+
+    def __init__(self, make: Callable[[], Any]):
+        self.make = make
+        self.value: Any = None
+        self.done = False
+
+    def __call__(self) -> Any:
+        if not self.done:
+            self.value, self.done = self.make(), True
+        return self.value
