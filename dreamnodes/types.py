@@ -117,8 +117,6 @@ class Model(Socket):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     categories: tuple[str, ...] = ()
     weights_id: str = ""
-    #: the module path whose output are the class logits, when there is one
-    logits_path: str | None = None
     color: ClassVar[str] = "#7080e0"
 
     def layer_paths(self) -> list[str]:

@@ -84,11 +84,6 @@ class Recipe:
     def copy(self) -> "Recipe":
         return copy.deepcopy(self)
 
-    def set_param(self, node_id: str, param: str, value: Any) -> None:
-        if node_id not in self.nodes:
-            raise RecipeError(Problem(f"--set names node '{node_id}', which is not in the recipe "
-                                      f"(nodes: {', '.join(self.nodes)})", self.file))
-        self.nodes[node_id].params[param] = value
 
 
 def parse_recipe(text: str | bytes, file: str | None = None) -> Recipe:
