@@ -284,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--model", default="mobilenet_v2", help="architecture or RECIPE.yaml:MODEL_NODE")
     cl.add_argument("--device", default=None)
     cl.set_defaults(fn=cmd_classes)
+
+    try:  # `dreamnodes edit` comes with the editor package; it imports Qt only when it runs
+        from dreamnodes.editor.cli_hook import register as register_edit
+    except ImportError:
+        pass
+    else:
+        register_edit(sub)
     return ap
 
 
