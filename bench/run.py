@@ -17,9 +17,10 @@ ratios against a baseline measured in the same run, on the same machine.
    bound of the machine (FLOPs of the steps / measured matmul FLOP/s);
    target <= 2.5.
 
-Variants are interleaved and medians reported, to damp drift. `--quick` is
-the short version (under ~2 minutes on 2 cores). Results also go to
-bench/results.json. Nothing is downloaded: MobileNetV2 uses the packaged
+Variants are interleaved and medians reported, to damp drift; each table
+says how busy other processes kept the machine meanwhile (on a busy machine,
+`--threads 1` gives steadier ratios, in CPU time too). `--quick` is the short
+version (under ~2 minutes on 2 cores). Results also go to bench/results.json. Nothing is downloaded: MobileNetV2 uses the packaged
 ImageNet weights, GoogLeNet random weights.
 """
 from __future__ import annotations
@@ -39,10 +40,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchvision
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from dreamnodes import Context, node
-from dreamnodes.graphs import Recipe, RecipeNode, Ref, dump_recipe, load_recipe
+from dreamnodes.graphs import Recipe, RecipeNode, Ref, load_recipe
 from dreamnodes.nodes import image as image_nodes
 from dreamnodes.nodes import model as model_nodes
 from dreamnodes.nodes import render as render_nodes
@@ -81,6 +83,10 @@ def timed(fn):
     t0 = time.perf_counter()
     out = fn()
     return time.perf_counter() - t0, out
+
+
+def load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def verdict(value: float, target: float) -> str:
@@ -124,7 +130,9 @@ class OtherLoad:
             return ""
         note = f"  other processes kept {self.cores:.2f} of {os.cpu_count()} cores busy meanwhile"
         if self.cores > 0.25:
-            note += " -- the machine was not quiet; these times are inflated and noisy"
+            note += " -- the machine was not quiet: times are inflated and noisy"
+            if torch.get_num_threads() > 1:
+                note += " (--threads 1 is steadier)"
         return note
 
 
@@ -209,34 +217,35 @@ def bench_cheap(quick: bool) -> dict:
         r_ca = cached.run(recipe)
         assert len(r_un.ran) == n and len(r_ca.cached) == n, (len(r_un.ran), len(r_ca.cached))
         assert torch.equal(r_un.output(last).pixels, ref) and torch.equal(r_ca.output(last).pixels, ref)
-        t_direct, t_uncached, t_cached, t_plan, t_dump = [], [], [], [], []
+        variants = {"direct": lambda: run_direct(plan), "uncached": lambda: uncached.run(recipe),
+                    "cached": lambda: cached.run(recipe), "plan": lambda: uncached.plan(recipe)}
+        t = {k: [] for k in variants}
         gc.collect()
-        for i in range(reps):  # interleaved, so drift hits every variant alike
-            t_direct.append(timed(lambda: run_direct(plan))[0])
-            t_uncached.append(timed(lambda: uncached.run(recipe))[0])
-            t_cached.append(timed(lambda: cached.run(recipe))[0])
-            if i % 5 == 0:
-                t_plan.append(timed(lambda: uncached.plan(recipe))[0])
-                t_dump.append(timed(lambda: dump_recipe(recipe))[0])
-    d, u, c = median(t_direct), median(t_uncached), median(t_cached)
-    p, y = median(t_plan), median(t_dump)
+        for _ in range(reps):  # interleaved, so drift hits every variant alike
+            for k, fn in variants.items():
+                t[k].append(timed(fn)[0])
+    med = {k: median(v) for k, v in t.items()}
+    best = {k: min(v) for k, v in t.items()}
+    d, u, c = med["direct"], med["uncached"], med["cached"]
     per_node_un = (u - d) / n * 1e6
     per_node_ca = c / n * 1e6
-    table(f"1. Runtime overhead, {n} cheap nodes (8x8 tensors; median of {reps} interleaved runs)",
-          ["variant", "time/run", "vs direct", "per node"],
-          [["direct Python calls (baseline)", ms(d), "1.00x", f"{d / n * 1e6:.1f} us"],
-           ["Runner, uncached", ms(u), f"{u / d:.2f}x", f"{u / n * 1e6:.1f} us"],
-           ["Runner, all cached (re-run)", ms(c), f"{c / d:.2f}x", f"{per_node_ca:.1f} us"]])
-    table("   where the uncached Runner's time goes",
+    table(f"1. Runtime overhead, {n} cheap nodes (8x8 tensors; {reps} interleaved runs)",
+          ["variant", "median", "best", "vs direct", "per node"],
+          [["direct Python calls (baseline)", ms(d), ms(best["direct"]), "1.00x", f"{d / n * 1e6:.1f} us"],
+           ["Runner, uncached", ms(u), ms(best["uncached"]), f"{u / d:.2f}x", f"{u / n * 1e6:.1f} us"],
+           ["Runner, all cached (re-run)", ms(c), ms(best["cached"]), f"{c / d:.2f}x", f"{per_node_ca:.1f} us"]])
+    bd, bu, bp = best["direct"], best["uncached"], best["plan"]
+    table("   where the uncached Runner's time goes (best of the runs: the least disturbed)",
           ["part", "time/run", "per node", "share"],
-          [["plan (validate + DiGraph + toposort)", ms(p), f"{p / n * 1e6:.1f} us", f"{p / u:.0%}"],
-           ["dump_recipe (YAML for provenance)", ms(y), f"{y / n * 1e6:.1f} us", f"{y / u:.0%}"],
-           ["node loop (keys, Context, calls)", ms(u - p - y), f"{(u - p - y) / n * 1e6:.1f} us",
-            f"{(u - p - y) / u:.0%}"]])
-    print(f"  => runtime overhead per node: {per_node_un:.1f} us uncached; "
-          f"a cached re-run costs {per_node_ca:.1f} us per node")
+          [["plan (validate + DiGraph + order)", ms(bp), f"{bp / n * 1e6:.1f} us", f"{bp / bu:.0%}"],
+           ["node loop: keys, Context, events", ms(bu - bp - bd), f"{(bu - bp - bd) / n * 1e6:.1f} us",
+            f"{(bu - bp - bd) / bu:.0%}"],
+           ["the node functions themselves", ms(bd), f"{bd / n * 1e6:.1f} us", f"{bd / bu:.0%}"]])
+    print(f"  => runtime overhead per node: {per_node_un:.1f} us uncached (median; "
+          f"{(bu - best['direct']) / n * 1e6:.1f} us best); a fully cached re-run costs {per_node_ca:.1f} us per node")
     return {"nodes": n, "repeats": reps, "direct_s": d, "runner_uncached_s": u, "runner_cached_s": c,
-            "plan_s": p, "dump_recipe_s": y, "uncached_ratio": u / d, "cached_ratio": c / d,
+            "plan_s": med["plan"], "best_s": best,
+            "uncached_ratio": u / d, "cached_ratio": c / d,
             "overhead_per_node_us": per_node_un, "cached_per_node_us": per_node_ca}
 
 
@@ -264,26 +273,33 @@ def bench_recipe(quick: bool) -> dict:
     reps = 3 if quick else 5
     with tempfile.TemporaryDirectory() as tmp:
         runner = Runner(use_cache=False, device="cpu", out_dir=tmp)
-        # image.save is left out of both (only=dream): the brief compares the computing nodes
+        # image.save is left out of both (only=dream): the comparison is of the computing nodes
         warm = runner.run(recipe, only=["dream"]).output("dream").pixels
         same = torch.equal(warm, dream_direct(recipe).pixels)
-        t_run, t_dir = [], []
-        for i in range(reps):
-            order = [("runner", lambda: runner.run(recipe, only=["dream"])), ("direct", lambda: dream_direct(recipe))]
-            for name, fn in (order if i % 2 == 0 else order[::-1]):
+        t = {"runner": [], "direct": [], "runner_cpu": [], "direct_cpu": []}
+        for i in range(reps):  # interleaved, alternating which goes first
+            pair = [("runner", lambda: runner.run(recipe, only=["dream"])), ("direct", lambda: dream_direct(recipe))]
+            for name, fn in (pair if i % 2 == 0 else pair[::-1]):
                 gc.collect()
-                (t_run if name == "runner" else t_dir).append(timed(fn)[0])
-    r, d = median(t_run), median(t_dir)
+                c0 = time.process_time()
+                t[name].append(timed(fn)[0])
+                t[name + "_cpu"].append(time.process_time() - c0)
+    r, d = median(t["runner"]), median(t["direct"])
     overhead = r / d - 1
-    spread = (max(t_dir) - min(t_dir)) / d
-    table(f"2. Runtime overhead, examples/deepdream.yaml at {size} px (median of {reps}, interleaved)",
-          ["variant", "time", "vs direct"],
-          [["node functions called directly (baseline)", ms(d), "1.000x"],
-           ["Runner, caching off", ms(r), f"{r / d:.3f}x"]])
-    print(f"  => overhead {overhead:+.2%} (target < 2%: {verdict(overhead, 0.02)}); "
-          f"run-to-run spread of the baseline {spread:.1%}; identical pixels: {same}")
+    overhead_cpu = median(t["runner_cpu"]) / median(t["direct_cpu"]) - 1
+    spread = (max(t["direct"]) - min(t["direct"])) / d
+    table(f"2. Runtime overhead, examples/deepdream.yaml at {size} px (median of {reps} interleaved runs)",
+          ["variant", "time", "vs direct", "cpu time", "vs direct"],
+          [["node functions called directly (baseline)", ms(d), "1.000x", ms(median(t["direct_cpu"])), "1.000x"],
+           ["Runner, caching off", ms(r), f"{r / d:.3f}x", ms(median(t["runner_cpu"])),
+            f"{1 + overhead_cpu:.3f}x"]])
+    print(f"  => overhead {overhead:+.2%} wall, {overhead_cpu:+.2%} CPU time (target < 2%: {verdict(overhead, 0.02)}); "
+          f"spread of the baseline runs {spread:.1%}{' (too noisy to judge 2%)' if spread > 0.1 else ''}; "
+          f"identical pixels: {same}\n"
+          "  (image.save is left out of both: only=[dream])")
     return {"size": size, "repeats": reps, "direct_s": d, "runner_s": r, "overhead": overhead,
-            "direct_runs_s": t_dir, "runner_runs_s": t_run, "identical_pixels": same}
+            "overhead_cpu": overhead_cpu, "direct_runs_s": t["direct"], "runner_runs_s": t["runner"],
+            "direct_cpu_s": t["direct_cpu"], "runner_cpu_s": t["runner_cpu"], "identical_pixels": same}
 
 
 # ------------------------------------------------------ 3. DeepDream speed
@@ -348,8 +364,23 @@ def plain_deepdream(model, layer: str, img: torch.Tensor, seed: int, octaves=4, 
     return x.detach()
 
 
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
+                        output_padding, groups, output_mask, out_shape=None, **kwargs) -> int:
+    """torch's formula, with the weight gradient of a grouped conv divided by its groups.
+
+    torch.utils.flop_counter counts a depthwise conv's weight gradient as if it were dense
+    (960x too many for MobileNetV2's widest); only the plain loop computes weight gradients.
+    """
+    raw = flop_counter.conv_backward_flop.__wrapped__
+    args = (grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed, output_padding, groups)
+    grad_input = raw(*args, [output_mask[0], False, False], out_shape)
+    grad_weight = raw(*args, [False, output_mask[1], False], out_shape)
+    return grad_input + grad_weight // groups
+
+
 def step_flops(fn) -> int:
-    with FlopCounterMode(display=False) as fc:
+    mapping = {torch.ops.aten.convolution_backward: _conv_backward_flop}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as fc:
         fn()
     return fc.get_total_flops()
 
@@ -389,69 +420,82 @@ def matmul_flops(quick: bool) -> float:
 
 
 def bench_dream(quick: bool, peak: float) -> dict:
-    reps = {"mobilenet_v2": 1 if quick else 3, "googlenet": 1 if quick else 2}
+    reps = {"mobilenet_v2": 2 if quick else 3, "googlenet": 1 if quick else 3}
     out = {}
     rows, rows_flops = [], []
     with tempfile.TemporaryDirectory() as tmp:
         runner = Runner(use_cache=False, device="cpu", out_dir=tmp)
         for arch in MODELS:
             recipe = classic_recipe(arch)
-            _, layer = MODELS[arch]
+            weights, layer = MODELS[arch]
             dream = recipe.nodes["dream"].params
-            head = runner.run(recipe, only=["layer", "photo"])  # the objective and picture, for FLOPs and the plain loop
+            head = runner.run(recipe, only=["layer", "photo"])  # the objective and picture (FLOPs, plain loop)
             objective, img = head.output("layer"), head.output("photo").pixels
             seed = node_seed(recipe.seed, "dream")
             model = plain_model(arch, node_seed(recipe.seed, "net"))
             sizes = render_nodes.octave_sizes(img.shape[2], img.shape[3], dream["octaves"], dream["octave_scale"])
-            # FLOPs of the steps, octave by octave
+            # FLOPs of the steps, octave by octave; counting runs one real step per octave size of each
+            # variant, which is also their warm-up (oneDNN primitives, allocator)
             f_rt = sum(runtime_step_flops(objective, h, w) for h, w in sizes) * dream["steps"]
             f_pl = sum(plain_step_flops(model, layer, h, w) for h, w in sizes) * dream["steps"]
-            # (counting the FLOPs ran one real step per octave size of each variant: the warm-up)
-            t_rt, t_node, t_pl = [], [], []
-            res_rt = res_pl = None
-            for i in range(reps[arch]):
-                def run_rt():
-                    return runner.run(recipe, only=["dream"])
 
-                def run_pl():
-                    return plain_deepdream(model, layer, img, seed, dream["octaves"], dream["octave_scale"],
-                                           dream["steps"], dream["step_size"], recipe.nodes["jitter"].params["pixels"])
+            def run_rt():
+                return runner.run(recipe, only=["dream"])
+
+            def run_pl():
+                return plain_deepdream(model, layer, img, seed, dream["octaves"], dream["octave_scale"],
+                                       dream["steps"], dream["step_size"], recipe.nodes["jitter"].params["pixels"])
+
+            t = {"rt": [], "node": [], "pl": [], "rt_cpu": [], "pl_cpu": []}
+            res_rt = res_pl = None
+            for i in range(reps[arch]):  # interleaved, alternating which goes first
                 pair = [("rt", run_rt), ("pl", run_pl)]
                 for name, fn in (pair if i % 2 == 0 else pair[::-1]):
                     gc.collect()
-                    t, res = timed(fn)
+                    c0 = time.process_time()
+                    wall, res = timed(fn)
+                    t[name].append(wall)
+                    t[name + "_cpu"].append(time.process_time() - c0)
                     if name == "rt":
-                        t_rt.append(t)
-                        t_node.append(res.seconds["dream"])
+                        t["node"].append(res.seconds["dream"])
                         res_rt = res.output("dream").pixels
                     else:
-                        t_pl.append(t)
                         res_pl = res
-                    model.zero_grad(set_to_none=True)
-            rt, node_t, pl = median(t_rt), median(t_node), median(t_pl)
+                        model.zero_grad(set_to_none=True)
+            rt, node_t, pl = median(t["rt"]), median(t["node"]), median(t["pl"])
+            cpu_ratio = median(t["rt_cpu"]) / median(t["pl_cpu"])
             bound = f_rt / peak
             diff = float((res_rt - res_pl).abs().max())
-            label = f"{arch} {layer}{' (random weights)' if MODELS[arch][0] == 'none' else ''}"
-            rows.append([label, ms(pl), ms(rt), ms(node_t), f"{rt / pl:.3f}", verdict(rt / pl, 0.6), f"{diff:.1e}"])
+            label = f"{arch} {layer}" + (" (random weights)" if weights == "none" else "")
+            rows.append([label, ms(pl), ms(rt), ms(node_t), f"{rt / pl:.3f}", f"{cpu_ratio:.3f}",
+                         verdict(rt / pl, 0.6), f"{diff:.1e}"])
             rows_flops.append([label, f"{f_rt / 1e9:.1f}", f"{f_pl / 1e9:.1f}", ms(bound), f"{rt / bound:.2f}",
                                f"{node_t / bound:.2f}", verdict(rt / bound, 2.5)])
-            out[arch] = {"layer": layer, "weights": MODELS[arch][0], "octave_sizes": sizes, "repeats": reps[arch],
+            out[arch] = {"layer": layer, "weights": weights, "octave_sizes": sizes, "repeats": reps[arch],
                          "plain_s": pl, "runtime_s": rt, "runtime_dream_node_s": node_t,
-                         "plain_runs_s": t_pl, "runtime_runs_s": t_rt,
-                         "ratio_runtime_over_plain": rt / pl, "runtime_gflop": f_rt / 1e9,
-                         "plain_gflop": f_pl / 1e9, "flop_bound_s": bound, "ratio_over_flop_bound": rt / bound,
-                         "dream_node_over_flop_bound": node_t / bound, "max_abs_pixel_diff": diff}
+                         "plain_runs_s": t["pl"], "runtime_runs_s": t["rt"],
+                         "plain_cpu_s": t["pl_cpu"], "runtime_cpu_s": t["rt_cpu"],
+                         "ratio_runtime_over_plain": rt / pl, "ratio_runtime_over_plain_cpu": cpu_ratio,
+                         "runtime_gflop": f_rt / 1e9, "plain_gflop": f_pl / 1e9, "flop_bound_s": bound,
+                         "ratio_over_flop_bound": rt / bound, "dream_node_over_flop_bound": node_t / bound,
+                         "max_abs_pixel_diff": diff}
             del model
     n_steps = len(sizes) * dream["steps"]
-    table(f"3a. DeepDream, classic recipe (4 octaves x 1.4, 10 steps, 512 px, {n_steps} steps; "
-          "median of 3 / 2 runs" + (", 1 run in --quick)" if quick else ")"),
-          ["model, layer", "plain loop", "runtime run", "dream node", "runtime/plain", "<=0.6", "max |diff|"], rows)
-    table(f"3b. DeepDream versus the FLOP bound (matmul: {peak / 1e9:.1f} GFLOP/s measured)",
+    table(f"3a. DeepDream, classic recipe (4 octaves x 1.4, 10 steps = {n_steps} steps, 512 px; median of "
+          + " / ".join(str(v) for v in reps.values()) + " interleaved runs)",
+          ["model, layer", "plain loop", "runtime run", "dream node", "rt/plain", "(cpu time)", "<=0.6",
+           "max |diff|"], rows)
+    print("  plain loop: the straightforward loop (full forward + hook, unfrozen model, loss.backward()),\n"
+          "  model and picture ready; runtime run: Runner.run of image.load, model.load, model.layer and\n"
+          "  render.deepdream; dream node: the render node alone. (cpu time): the same ratio in process CPU\n"
+          "  time (steadier on a busy machine with --threads 1). max |diff|: between the two pictures\n"
+          "  (same seed, same arithmetic: 0 expected).")
+    table(f"3b. DeepDream versus the FLOP bound (float32 matmul: {peak / 1e9:.1f} GFLOP/s measured)",
           ["model, layer", "GFLOP runtime", "GFLOP plain", "bound", "run/bound", "node/bound", "<=2.5"],
           rows_flops)
-    print("  runtime run = Runner.run of the recipe (image, model, layer, dream nodes); dream node = the render"
-          " node alone.\n  plain loop = the loop only, model and picture ready. GFLOPs counted with"
-          " FlopCounterMode over each step.")
+    print("  GFLOP: FlopCounterMode over one step per octave size x steps (runtime: forward only as deep as\n"
+          "  the layer, input gradient only; plain: full forward, weight gradients too, grouped convs'\n"
+          "  weight gradients counted per group); bound = runtime GFLOP / matmul rate.")
     return out
 
 
@@ -459,13 +503,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a short version (under ~2 minutes)")
     ap.add_argument("--json", default=str(HERE / "results.json"), help="where to write the results")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's choice, one per core); 1 is steadier on a busy machine")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     print(f"dreamnodes bench{' --quick' if args.quick else ''}: torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"python {platform.python_version()}")
+          f"{torch.get_num_threads()} threads on {os.cpu_count()} cores, {platform.machine()}, "
+          f"python {platform.python_version()}, load average {load_average()}")
     results = {"mode": "quick" if args.quick else "full", "torch": torch.__version__,
-               "threads": torch.get_num_threads(), "python": platform.python_version()}
+               "threads": torch.get_num_threads(), "cores": os.cpu_count(), "python": platform.python_version(),
+               "load_average_at_start": load_average()}
     for key, fn in (("cheap_nodes", bench_cheap), ("recipe_overhead", bench_recipe), ("deepdream", bench_dream)):
         with OtherLoad() as load:
             if key == "deepdream":
