@@ -14,7 +14,7 @@ module adds, to `model.layer`'s layer / channel / neuron / class objectives:
 
 Objectives follow Lucid (Olah, Mordvintsev, Schubert, "Feature
 Visualization", Distill 2017). This module computes nothing at import and
-picks no device; a guide picture is read on the model's device.
+picks no device; a guide picture is read on the run's device (ctx.device).
 """
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def channels(model: Model, ctx: Context, path: str = "features.12.conv.0",
 def _channels(model: Model, path: str) -> int:
     from .model import layer_shapes
 
-    return dict((p, s) for p, _, s in layer_shapes(model, 64))[path][1]
+    return dict((p, s) for p, _, s in layer_shapes(model))[path][1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,9 +381,8 @@ def guide(model: Model, guide: Image, ctx: Context, path: str = "features.10",
     _check_path(model, path, ctx.node_id)
     if path == LOGITS:
         raise NodeError("guide features come from a feature layer, not the logits", ctx.node_id)
-    device = next(model.module.parameters()).device
     with torch.no_grad():
-        g = capture(model, guide.pixels[:1].to(device), (path,))[path]  # [1, C, h, w]
+        g = capture(model, guide.pixels[:1].to(ctx.device), (path,))[path]  # [1, C, h, w]
     if mode == "dot":
         g_flat = g[0].flatten(1)  # [C, M]
 

@@ -57,7 +57,8 @@ def optimize(objective: Objective, ctx: Context, parameterization: Optional[Para
     Each step: make the picture from the parameterization, apply the input transforms, run the
     network as far as the objective needs, and take an Adam step on score minus priors.
     Olah, Mordvintsev, Schubert, "Feature Visualization", Distill 2017; Mordvintsev et al.,
-    "Differentiable Image Parameterizations", Distill 2018.
+    "Differentiable Image Parameterizations", Distill 2018. The `frames` output holds the first
+    picture of the batch at the chosen steps (the final picture when none are chosen).
 
     Args:
         objective: what to maximise (objective.*, model.layer).
