@@ -31,6 +31,9 @@ class Context:
     provenance: dict[str, Any] = field(default_factory=dict)
     #: files this node wrote (paths relative to out_dir)
     written: list[str] = field(default_factory=list)
+    #: the user trusts this run's files (`--trust`): formats that can run code when
+    #: loaded (TorchScript, full pickles) may be loaded
+    trust: bool = False
 
     def check_cancelled(self) -> None:
         if self.cancel.is_set():
@@ -90,17 +93,33 @@ class Context:
 
     def input_path(self, path: str) -> Path:
         """Resolve a file a recipe reads, within the allowed input folders."""
-        p = Path(os.path.expanduser(path))
-        roots = [r.resolve() for r in self.input_roots] or [Path.cwd().resolve()]
-        candidates = [p.resolve()] if p.is_absolute() else [(r / p).resolve() for r in roots]
-        for c in candidates:
-            if any(c == r or r in c.parents for r in roots):
-                if c.exists():
-                    return c
-        inside = [c for c in candidates if any(c == r or r in c.parents for r in roots)]
+        candidates, inside, roots = input_candidates(path, self.input_roots)
+        for c in inside:
+            if c.exists():
+                return c
         if not inside:
-            raise NodeError(f"input file {path!r} is outside the folders a recipe may read "
-                            f"({', '.join(map(str, roots))}); move it next to the recipe or allow its "
-                            "folder with --allow-read DIR", self.node_id)
+            raise NodeError(outside_message(path, roots), self.node_id)
         raise NodeError(f"input file {path!r} does not exist (looked in {', '.join(str(c.parent) for c in inside)})",
                         self.node_id)
+
+
+def input_candidates(path: str, input_roots) -> tuple[list[Path], list[Path], list[Path]]:
+    """(the files `path` may mean, those of them inside the allowed folders, the folders).
+
+    A relative path is tried against every allowed folder; links are resolved first, so a
+    link inside an allowed folder that leads elsewhere is outside. With no folders given,
+    the current folder is the one allowed.
+    """
+    if "\x00" in path:
+        return [], [], []
+    p = Path(os.path.expanduser(path))
+    roots = [Path(r).resolve() for r in input_roots] or [Path.cwd().resolve()]
+    candidates = [p.resolve()] if p.is_absolute() else [(r / p).resolve() for r in roots]
+    inside = [c for c in candidates if any(c == r or r in c.parents for r in roots)]
+    return candidates, inside, roots
+
+
+def outside_message(path: str, roots) -> str:
+    return (f"input file {path!r} is outside the folders a recipe may read "
+            f"({', '.join(map(str, roots))}); move it next to the recipe or allow its "
+            "folder with --allow-read DIR")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import re
 import types as pytypes
 import typing
@@ -42,10 +43,17 @@ class Color(str):
 
 @dataclass(frozen=True)
 class Range:
-    """Inclusive bounds of a numeric parameter (None: unbounded on that side)."""
+    """Inclusive bounds of a numeric parameter (None: unbounded on that side).
+
+    `limit` names the resource an int parameter spends (see `LIMITS`): its upper
+    bound is then a default that `--limit KIND=N` (a `Limits`) can raise. Int
+    parameters named width, height, size, steps, frames, batch or batch_size get
+    their kind from the name; `limit` sets it explicitly (or "" for none).
+    """
 
     lo: float | None = None
     hi: float | None = None
+    limit: str | None = None
 
     def contains(self, v: float) -> bool:
         return (self.lo is None or v >= self.lo) and (self.hi is None or v <= self.hi)
@@ -54,6 +62,60 @@ class Range:
         lo = "-inf" if self.lo is None else f"{self.lo:g}"
         hi = "inf" if self.hi is None else f"{self.hi:g}"
         return f"[{lo}, {hi}]"
+
+
+@dataclass(frozen=True)
+class LimitKind:
+    """A resource a recipe can ask too much of; `default` bounds parameters whose Range has no upper end."""
+
+    name: str
+    unit: str
+    default: int
+
+
+#: the resources validation bounds before anything is allocated
+LIMITS: dict[str, LimitKind] = {k.name: k for k in (
+    LimitKind("side", "px on a side of a picture", 16384),
+    LimitKind("pixels", "pixels in one picture (width x height)", 8192 * 8192),
+    LimitKind("steps", "optimization steps", 100_000),
+    LimitKind("frames", "frames", 10_000),
+    LimitKind("batch", "pictures in a batch", 1024),
+)}
+#: int parameters spend a resource by their name unless their Range says otherwise
+_LIMIT_BY_NAME = {"width": "side", "height": "side", "size": "side", "steps": "steps", "frames": "frames",
+                  "batch": "batch", "batch_size": "batch"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource bounds for one run. `Limits({"side": 30000})` raises (or lowers) the bound on every
+    parameter of that kind; kinds not given keep each parameter's own upper bound."""
+
+    overrides: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for kind, value in self.overrides.items():
+            if kind not in LIMITS:
+                raise ValueError(f"unknown limit '{kind}'; limits are {', '.join(LIMITS)}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"limit {kind} must be a whole number >= 1, got {value!r}")
+
+    def bound(self, kind: str, own: float | None) -> int:
+        """The upper bound of a parameter of `kind` whose Range ends at `own`."""
+        if kind in self.overrides:
+            return self.overrides[kind]
+        return int(own) if own is not None else LIMITS[kind].default
+
+    def over(self, kind: str, value: int, own: float | None) -> str | None:
+        """A problem in words if `value` exceeds the bound, naming the limit and the flag that raises it."""
+        bound = self.bound(kind, own)
+        if value <= bound:
+            return None
+        return (f"{value} is over the limit of {bound:,} {LIMITS[kind].unit}; make it smaller, or if this "
+                f"machine can take it, run with --limit {kind}={value}")
+
+
+DEFAULT_LIMITS = Limits()
 
 
 _SCALARS = {int: "int", float: "float", bool: "bool", str: "str", InPath: "path", OutPath: "outpath", Color: "color"}
@@ -71,19 +133,22 @@ class Param:
     range: Range | None = None
     choices: tuple[Any, ...] = ()
     doc: str = ""
+    limit: str | None = None  # the resource kind (LIMITS) an int parameter spends
 
     @property
     def required(self) -> bool:
         return self.default is inspect.Parameter.empty
 
-    def check(self, value: Any) -> tuple[Any, str | None]:
-        """Return (the value as the node will get it, or a problem in words)."""
+    def check(self, value: Any, limits: Limits | None = None) -> tuple[Any, str | None]:
+        """Return (the value as the node will get it, or a problem in words).
+
+        A resource parameter is bounded by `limits` (default: its own range's upper end)."""
         if value is None:
             return (None, None) if self.optional else (None, f"needs a value ({self.describe()}), got null")
         if self.kind.startswith("list["):
             item_kind = self.kind[5:-1]
             if not isinstance(value, list):
-                return None, f"must be a list of {item_kind}s, got {_kind_of(value)} {value!r}"
+                return None, f"must be a list of {item_kind}s, got {_kind_of(value)} {_short(value)}"
             out = []
             for i, v in enumerate(value):
                 c, err = _check_scalar(item_kind, v, self.range, self.choices)
@@ -91,6 +156,13 @@ class Param:
                     return None, f"item {i}: {err}"
                 out.append(c)
             return out, None
+        if self.limit and self.kind == "int":
+            checked, err = _check_scalar("int", value, None, ())
+            if err is None and self.range and self.range.lo is not None and checked < self.range.lo:
+                err = f"{checked} is out of range {self.range}"
+            if err is None:
+                err = (limits or DEFAULT_LIMITS).over(self.limit, checked, self.range.hi if self.range else None)
+            return (None, err) if err else (checked, None)
         return _check_scalar(self.kind, value, self.range, self.choices)
 
     def describe(self) -> str:
@@ -104,6 +176,12 @@ class Param:
         return s
 
 
+def _short(v: Any, width: int = 60) -> str:
+    """repr(v), cut short: a hostile recipe's value must not flood the message."""
+    text = repr(v)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def _kind_of(v: Any) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
             list: "a list", dict: "a mapping"}.get(type(v), type(v).__name__)
@@ -112,35 +190,41 @@ def _kind_of(v: Any) -> str:
 def _check_scalar(kind: str, v: Any, rng: Range | None, choices: tuple) -> tuple[Any, str | None]:
     if kind == "choice":
         if v not in choices:
-            return None, f"must be one of {', '.join(repr(c) for c in choices)}; got {v!r}"
+            return None, f"must be one of {', '.join(repr(c) for c in choices)}; got {_short(v)}"
         return v, None
     if kind == "bool":
         if not isinstance(v, bool):
-            return None, f"must be true or false, got {_kind_of(v)} {v!r}"
+            return None, f"must be true or false, got {_kind_of(v)} {_short(v)}"
         return v, None
     if kind in ("int", "float"):
         ok = isinstance(v, int) and not isinstance(v, bool)
         if kind == "float":
             ok = ok or isinstance(v, float)
         if not ok:
-            return None, f"must be {'an integer' if kind == 'int' else 'a number'}, got {_kind_of(v)} {v!r}"
-        v = float(v) if kind == "float" else v
-        if kind == "float" and v != v:
-            return None, "must be a number, got NaN"
+            return None, f"must be {'an integer' if kind == 'int' else 'a number'}, got {_kind_of(v)} {_short(v)}"
+        if kind == "float":
+            try:
+                v = float(v)
+            except OverflowError:
+                return None, f"{_short(v)} is too large for a number"
+        if kind == "float" and not math.isfinite(v):
+            return None, f"must be a finite number, got {_short(v)}"
         if rng and not rng.contains(v):
-            return None, f"{v!r} is out of range {rng}"
+            return None, f"{_short(v)} is out of range {rng}"
         return v, None
     # string kinds
     if not isinstance(v, str):
-        return None, f"must be a string, got {_kind_of(v)} {v!r}"
+        return None, f"must be a string, got {_kind_of(v)} {_short(v)}"
     if kind == "color" and not _HEX.match(v):
-        return None, f"must be a colour like '#ff8800', got {v!r}"
+        return None, f"must be a colour like '#ff8800', got {_short(v)}"
     if kind in ("path", "outpath") and not v.strip():
         return None, "must name a file, got an empty string"
+    if kind in ("path", "outpath") and any(ord(c) < 32 for c in v):
+        return None, f"{_short(v)} holds control characters (a NUL, a newline...); file names cannot"
     if kind == "outpath":
         parts = re.split(r"[\\/]+", v)
         if v.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", v) or ".." in parts:
-            return None, (f"{v!r} must be a relative path inside the output folder, without '..' "
+            return None, (f"{_short(v)} must be a relative path inside the output folder, without '..' "
                           "(choose the folder with --out)")
     return v, None
 
@@ -265,7 +349,10 @@ def _param_from(name: str, hint: Any, default: Any, doc: str, where: str) -> Par
             raise SpecError(f"{where}: list parameter '{name}' must be list[int], list[float] or list[str]")
         return Param(name, f"list[{_SCALARS[item]}]", default, optional, rng, (), doc)
     if hint in _SCALARS:
-        return Param(name, _SCALARS[hint], default, optional, rng, (), doc)
+        limit = rng.limit if rng is not None and rng.limit is not None else _LIMIT_BY_NAME.get(name)
+        if limit and limit not in LIMITS:
+            raise SpecError(f"{where}: parameter '{name}' names the unknown limit '{limit}' ({', '.join(LIMITS)})")
+        return Param(name, _SCALARS[hint], default, optional, rng, (), doc, (limit or None) if hint is int else None)
     raise SpecError(f"{where}: parameter '{name}' has type {hint!r}, which is neither a socket type nor "
                     "a parameter type (int, float, bool, str, InPath, OutPath, Color, Literal[...], list[...])")
 

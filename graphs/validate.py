@@ -13,8 +13,9 @@ from typing import Any, Mapping
 
 import networkx as nx
 
+from dreamnodes.context import input_candidates, outside_message
 from dreamnodes.errors import Problem, RecipeError
-from dreamnodes.spec import NodeSpec
+from dreamnodes.spec import DEFAULT_LIMITS, Limits, NodeSpec
 
 from .recipe import Recipe, Ref
 
@@ -42,7 +43,33 @@ def resolve_output(spec: NodeSpec, ref: Ref):
     return spec.output(ref.output)
 
 
-def validate(recipe: Recipe, registry: Mapping[str, NodeSpec]) -> dict[str, dict[str, Any]]:
+def _pixels_problem(spec: NodeSpec, params: dict[str, Any], limits: Limits) -> tuple[str, str] | None:
+    """(field, message) if the picture a node makes is over the pixel budget.
+
+    The picture is taken as the two largest side parameters of the node (width x height), or
+    the square of its only one (a long side), whichever sides it has."""
+    sides = sorted(((params[p.name], p.name) for p in spec.params
+                    if p.limit == "side" and isinstance(params.get(p.name), int)), reverse=True)
+    if not sides:
+        return None
+    (a, field), b = sides[0], (sides[1][0] if len(sides) > 1 else sides[0][0])
+    pixels = a * b
+    bound = limits.bound("pixels", None)
+    if pixels <= bound:
+        return None
+    return field, (f"a {a} x {b} picture is {pixels:,} pixels, over the limit of {bound:,} pixels in one "
+                   f"picture; make it smaller, or if this machine can take it, run with --limit pixels={pixels}")
+
+
+def validate(recipe: Recipe, registry: Mapping[str, NodeSpec], limits: Limits | None = None,
+             input_roots=None) -> dict[str, dict[str, Any]]:
+    """Check a recipe against the node specs; return the checked parameters of every node.
+
+    `limits` bounds resource parameters (picture sizes, steps, frames, batches; default: each
+    parameter's own range and `LIMITS`). With `input_roots` (the folders a run may read from),
+    input file parameters are also checked to stay inside them.
+    """
+    limits = limits or DEFAULT_LIMITS
     problems: list[Problem] = list(recipe.problems)
     resolved: dict[str, dict[str, Any]] = {}
     for nid, n in recipe.nodes.items():
@@ -55,6 +82,7 @@ def validate(recipe: Recipe, registry: Mapping[str, NodeSpec]) -> dict[str, dict
                     "('dreamnodes nodes' lists the types)", nid, "type", base + ("type",)))
             continue
         params: dict[str, Any] = {}
+        bad_params = False
         for pname, value in n.params.items():
             p = spec.param(pname)
             if p is None:
@@ -64,10 +92,16 @@ def validate(recipe: Recipe, registry: Mapping[str, NodeSpec]) -> dict[str, dict
                     f"Parameters: {', '.join(q.name for q in spec.params) or 'none'}",
                     nid, pname, base + ("params", pname)))
                 continue
-            checked, err = p.check(value)
+            checked, err = p.check(value, limits)
             if err:
-                problems.append(recipe.problem(f"{err} (expected {p.describe()})", nid, pname,
-                                               base + ("params", pname)))
+                err = f"{err} (expected {p.describe()})"
+            elif p.kind == "path" and input_roots is not None and not checked.startswith("sample:"):
+                _, inside, roots = input_candidates(checked, input_roots)
+                if not inside:
+                    err = outside_message(checked, roots)
+            if err:
+                problems.append(recipe.problem(err, nid, pname, base + ("params", pname)))
+                bad_params = True
             else:
                 params[pname] = checked
         for p in spec.params:
@@ -78,6 +112,15 @@ def validate(recipe: Recipe, registry: Mapping[str, NodeSpec]) -> dict[str, dict
                         nid, p.name, base + ("params",)))
                 else:
                     params[p.name] = p.default
+                    if p.limit and p.limit in limits.overrides and isinstance(p.default, int):
+                        err = limits.over(p.limit, p.default, None)
+                        if err:
+                            problems.append(recipe.problem(f"the default {err}", nid, p.name, base + ("params",)))
+                            bad_params = True
+        if not bad_params:
+            too_big = _pixels_problem(spec, params, limits)
+            if too_big:
+                problems.append(recipe.problem(too_big[1], nid, too_big[0], base + ("params", too_big[0])))
         resolved[nid] = params
 
         for iname, value in n.inputs.items():

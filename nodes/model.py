@@ -144,6 +144,65 @@ def _state_dict_for(arch: str, w, node_id: str) -> tuple[dict, str]:
     return state, sha256_of(path)
 
 
+_CODE_FORMAT = ("{name} is {what}, a format that can run code when it is loaded; pass --trust only if you "
+                "trust where the file came from (or save a plain state_dict: "
+                "torch.save(model.state_dict(), path), which needs no trust)")
+
+
+def _is_torchscript(path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def load_local(path: Path, arch: str, ctx: Context) -> tuple[torch.nn.Module, str]:
+    """A model from a local file: (module, weights id).
+
+    A state_dict (or {'state_dict': ...}) is read with weights_only=True into `arch`. A
+    TorchScript file or a full pickle of a model can run code when loaded: they are loaded
+    only when the run trusts its files (`--trust`, `Context.trust`), and refused otherwise.
+    """
+    import pickle
+
+    weights_id = f"file:{path.name}:{sha256_of(path)[:16]}"
+    if _is_torchscript(path):
+        if not ctx.trust:
+            raise NodeError(_CODE_FORMAT.format(name=path.name, what="a TorchScript model"), ctx.node_id)
+        try:
+            return torch.jit.load(str(path), map_location="cpu"), weights_id
+        except Exception as exc:
+            raise NodeError(f"{path.name} could not be loaded as TorchScript ({exc})", ctx.node_id) from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" not in str(exc):  # no Python objects that need code: a damaged or foreign file
+            raise NodeError(f"{path.name} is not a model file dreamnodes can read; save a state_dict with "
+                            "torch.save(model.state_dict(), path)", ctx.node_id) from None
+        if not ctx.trust:
+            raise NodeError(_CODE_FORMAT.format(name=path.name, what="a full pickle (it holds Python objects, "
+                                                "not only tensors)"), ctx.node_id) from None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise NodeError(f"{path.name} could not be loaded ({type(exc).__name__}: {exc})", ctx.node_id) from None
+    except Exception as exc:
+        raise NodeError(f"{path.name} is not a state_dict that can be loaded safely ({exc}); "
+                        "save it with torch.save(model.state_dict(), path)", ctx.node_id) from None
+    if isinstance(state, torch.nn.Module):  # a whole pickled model (trusted)
+        return state, weights_id
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise NodeError(f"{path.name} holds a {type(state).__name__}, not a state_dict or a model", ctx.node_id)
+    module = _build(arch, ctx.node_id, num_classes=_num_classes(state))
+    _load_strict(module, state, f"{path.name} into {arch}", ctx.node_id)
+    return module, weights_id
+
+
 @node("model.load")
 def load(ctx: Context, arch: str = "mobilenet_v2", weights: str = "IMAGENET1K_V1",
          checkpoint: Optional[InPath] = None) -> Model:
@@ -157,25 +216,15 @@ def load(ctx: Context, arch: str = "mobilenet_v2", weights: str = "IMAGENET1K_V1
     Args:
         arch: torchvision architecture name.
         weights: weights enum name (IMAGENET1K_V1, DEFAULT, ...) or 'none' for random weights.
-        checkpoint: a local state_dict (.pth) for `arch`, used instead of `weights`.
+        checkpoint: a local state_dict (.pth) for `arch`, used instead of `weights`; a TorchScript
+            file or a whole pickled model only with --trust (those formats can run code).
     """
     import torchvision
 
     categories: tuple[str, ...] = ()
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     if checkpoint:
-        path = ctx.input_path(checkpoint)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise NodeError(f"{path.name} is not a state_dict that can be loaded safely ({exc}); "
-                            "save it with torch.save(model.state_dict(), path)", ctx.node_id) from None
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-        num_classes = _num_classes(state)
-        module = _build(arch, ctx.node_id, num_classes=num_classes)
-        weights_id = f"file:{path.name}:{sha256_of(path)[:16]}"
-        _load_strict(module, state, f"{path.name} into {arch}", ctx.node_id)
+        module, weights_id = load_local(ctx.input_path(checkpoint), arch, ctx)
     elif weights.lower() == "none":
         weights_id = "random"
         with torch.random.fork_rng():

@@ -13,13 +13,23 @@ temporary file and renamed into place, so a crash leaves no half-written
 entry and two processes can share the folder; an entry whose checksum does
 not match is deleted and recomputed, never returned. The folder is kept
 under a size bound by deleting the least recently used entries.
+
+A process killed while writing leaves a temporary file (`.KEY.dnc.PID.*.tmp`)
+that no reader ever opens (readers only open `KEY.dnc`); the next process that
+uses the folder deletes the temporary files of writers that are no longer
+running (and any older than a day, for folders shared between machines).
+Failing to write the cache (a full disk, a read-only folder) is never fatal:
+the run goes on without it.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+import shutil
 import tempfile
+import time
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -53,12 +63,11 @@ class Cache:
                  max_bytes: int | None = None, memory_items: int = 256):
         self.folder = Path(folder) if folder is not None else default_cache_dir()
         self.disk = disk
-        env_max = os.environ.get("DREAMNODES_CACHE_MAX_MB")
-        self.max_bytes = max_bytes if max_bytes is not None else (
-            int(env_max) * 1024**2 if env_max else DEFAULT_MAX_BYTES)
+        self.max_bytes = max_bytes if max_bytes is not None else _env_max_bytes()
         self.memory: OrderedDict[str, tuple] = OrderedDict()
         self.memory_items = memory_items
         self.corrupt_dropped = 0
+        self._swept = False
 
     # memory -------------------------------------------------------------
     def get_memory(self, key: str) -> tuple | None:
@@ -88,10 +97,11 @@ class Cache:
     def get_disk(self, key: str) -> tuple | None:
         if not self.disk:
             return None
+        self._sweep_once()
         path = self._path(key)
         try:
             blob = path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
+        except OSError:  # missing, unreadable, or the folder is not a folder
             return None
         payload = blob[len(MAGIC) + 32:]
         if blob[:len(MAGIC)] != MAGIC or hashlib.sha256(payload).digest() != blob[len(MAGIC):len(MAGIC) + 32]:
@@ -126,11 +136,36 @@ class Cache:
         payload = buf.getvalue()
         if len(payload) > self.max_bytes:
             return False
+        self._sweep_once()
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, MAGIC + hashlib.sha256(payload).digest() + payload)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, MAGIC + hashlib.sha256(payload).digest() + payload)
+        except OSError as exc:  # the cache is an optimisation: a run never fails because of it
+            warnings.warn(f"the disk cache {self.folder} cannot be written ({exc}); going on without it",
+                          stacklevel=2)
+            self.disk = False
+            return False
         self._evict()
         return True
+
+    def _sweep_once(self) -> None:
+        if not self._swept:
+            self._swept = True
+            sweep_stale_temp(self.folder)
+
+    def verify(self) -> list[Path]:
+        """The entries on disk whose checksum does not match (none, unless the disk lies)."""
+        bad = []
+        for p in sorted(self.folder.glob("*/*.dnc")):
+            try:
+                blob = p.read_bytes()
+            except OSError:
+                continue
+            payload = blob[len(MAGIC) + 32:]
+            if blob[:len(MAGIC)] != MAGIC or hashlib.sha256(payload).digest() != blob[len(MAGIC):len(MAGIC) + 32]:
+                bad.append(p)
+        return bad
 
     def _evict(self) -> None:
         entries = []
@@ -151,9 +186,79 @@ class Cache:
                 pass
 
 
+def _env_max_bytes() -> int:
+    env = os.environ.get("DREAMNODES_CACHE_MAX_MB", "").strip()
+    if not env:
+        return DEFAULT_MAX_BYTES
+    try:
+        mb = float(env)
+    except ValueError:
+        mb = -1
+    if not mb >= 0:
+        from dreamnodes.errors import UsageError
+
+        raise UsageError(f"DREAMNODES_CACHE_MAX_MB must be a number of megabytes, got {env!r}")
+    return int(mb * 1024**2)
+
+
+TEMP_STALE_SECONDS = 24 * 3600
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (or not a pid we can ask about): leave it alone
+    return True
+
+
+def _stale(path: Path, pid_text: str) -> bool:
+    """A temporary file or folder is stale when its writer is gone (or it is very old)."""
+    try:
+        if time.time() - path.lstat().st_mtime > TEMP_STALE_SECONDS:
+            return True
+    except OSError:
+        return False
+    return pid_text.isdigit() and not _pid_alive(int(pid_text))
+
+
+def sweep_stale_temp(folder: Path) -> int:
+    """Delete the temporary files killed writers left in a cache folder; return how many."""
+    n = 0
+    for p in Path(folder).glob("*/.*.tmp"):
+        # .KEY.dnc.PID.RANDOM.tmp
+        parts = p.name.split(".")
+        if len(parts) >= 5 and _stale(p, parts[-3]):
+            try:
+                p.unlink()
+                n += 1
+            except OSError:
+                pass
+    return n
+
+
+def sweep_stale_staging(out_dir: Path, prefix: str) -> int:
+    """Delete the staging folders killed runs left in an output folder (`PREFIX PID-RANDOM`)."""
+    n = 0
+    try:
+        entries = list(Path(out_dir).iterdir())
+    except OSError:
+        return 0
+    for p in entries:
+        if p.name.startswith(prefix) and p.is_dir() and not p.is_symlink():
+            if _stale(p, p.name[len(prefix):].split("-", 1)[0]):
+                shutil.rmtree(p, ignore_errors=True)
+                n += 1
+    return n
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so readers see the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -2,7 +2,8 @@
 
     dreamnodes run [RECIPE.yaml | PICTURE.png] [--set node.param=value ...]
                    [--out DIR] [--device D] [--seed N] [--only NODE] [--no-cache]
-    dreamnodes validate RECIPE
+                   [--allow-read DIR] [--limit KIND=N] [--trust]
+    dreamnodes validate RECIPE [--allow-read DIR] [--limit KIND=N]
     dreamnodes nodes [TYPE]
     dreamnodes show PICTURE.png
     dreamnodes samples
@@ -25,6 +26,7 @@ from dreamnodes.errors import DreamError, Problem, RecipeError, UsageError
 from dreamnodes.graphs.recipe import Recipe, dump_recipe, load_recipe, parse_recipe
 from dreamnodes.graphs.yamlio import read_yaml
 from dreamnodes.meta import PROVENANCE_KEY, RECIPE_KEY, NoRecipeInImage, read_png_text, recipe_from_png
+from dreamnodes.spec import LIMITS, Limits
 
 DEFAULT_RECIPE = "deepdream.yaml"
 
@@ -40,13 +42,54 @@ def open_recipe(source: str | None) -> Recipe:
     path = Path(source)
     if not path.exists():
         raise UsageError(f"no such file: {source}")
+    if path.is_dir():
+        raise UsageError(f"{source} is a folder; give a recipe (.yaml) or a picture dreamnodes made (.png)")
     if path.suffix.lower() == ".png":
         try:
             text = recipe_from_png(path)
         except (NoRecipeInImage, ValueError) as exc:
             raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"{source} cannot be read: {exc.strerror or exc}") from None
         return parse_recipe(text, str(path))
-    return load_recipe(path)
+    try:
+        return load_recipe(path)
+    except OSError as exc:
+        raise UsageError(f"{source} cannot be read: {exc.strerror or exc}") from None
+
+
+def parse_limits(items: list[str] | None) -> Limits | None:
+    """`--limit side=30000 --limit pixels=900000000` -> Limits; a UsageError names what is wrong."""
+    if not items:
+        return None
+    overrides = {}
+    kinds = ", ".join(f"{k.name} ({k.unit})" for k in LIMITS.values())
+    for item in items:
+        kind, eq, raw = item.partition("=")
+        kind = kind.strip()
+        if not eq or kind not in LIMITS:
+            raise UsageError(f"--limit {item!r} must be KIND=N, with KIND one of: {kinds}")
+        text = raw.strip().replace("_", "").replace(",", "")
+        try:
+            value = int(text)
+        except ValueError:
+            try:  # 1e9
+                f = float(text)
+                value = int(f) if f.is_integer() else 0
+            except (ValueError, OverflowError):
+                value = 0
+        if value < 1:
+            raise UsageError(f"--limit {item!r}: N must be a whole number >= 1")
+        overrides[kind] = value
+    return Limits(overrides)
+
+
+def _input_roots(args, recipe: Recipe) -> tuple[Path, ...]:
+    roots = ((recipe.folder,) if recipe.folder else ()) + tuple(Path(d) for d in (args.allow_read or ()))
+    for d in args.allow_read or ():
+        if not Path(d).is_dir():
+            raise UsageError(f"--allow-read {d}: no such folder")
+    return roots
 
 
 def apply_sets(recipe: Recipe, sets: list[str]) -> None:
@@ -111,8 +154,14 @@ def cmd_run(args) -> int:
 
     recipe = open_recipe(args.recipe)
     apply_sets(recipe, args.set or [])
+    limits = parse_limits(args.limit)
+    _input_roots(args, recipe)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a folder; choose another output folder")
     runner = Runner(use_cache=not args.no_cache, device=args.device, out_dir=args.out,
-                    input_roots=args.allow_read or (), listeners=[ProgressPrinter(args.quiet)])
+                    input_roots=args.allow_read or (), listeners=[ProgressPrinter(args.quiet)],
+                    trust=args.trust, limits=limits)
     try:
         result = runner.run(recipe, only=args.only, seed=args.seed)
     except KeyboardInterrupt:
@@ -131,7 +180,8 @@ def cmd_validate(args) -> int:
     from dreamnodes.registry import load_all
 
     recipe = open_recipe(args.recipe)
-    validate(recipe, load_all())
+    limits = parse_limits(args.limit)
+    validate(recipe, load_all(), limits, _input_roots(args, recipe))
     print(f"{args.recipe}: ok ({len(recipe.nodes)} nodes)")
     return 0
 
@@ -253,12 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--only", action="append", metavar="NODE", help="run just this node and what it needs")
     r.add_argument("--no-cache", action="store_true", help="recompute everything (also DREAMNODES_NO_CACHE=1)")
     r.add_argument("--allow-read", action="append", metavar="DIR", help="a folder input files may come from")
+    r.add_argument("--limit", action="append", metavar="KIND=N",
+                   help="raise a resource limit: " + ", ".join(f"{k.name} ({k.unit}, default {k.default:,})"
+                                                                for k in LIMITS.values()))
+    r.add_argument("--trust", action="store_true",
+                   help="load model files in formats that can run code (TorchScript, full pickles); "
+                        "only for files from a source you trust")
     r.add_argument("-q", "--quiet", action="store_true")
     r.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     r.set_defaults(fn=cmd_run)
 
     v = sub.add_parser("validate", help="check a recipe without running it")
     v.add_argument("recipe")
+    v.add_argument("--allow-read", action="append", metavar="DIR", help="a folder input files may come from")
+    v.add_argument("--limit", action="append", metavar="KIND=N", help="raise a resource limit (see run --help)")
     v.set_defaults(fn=cmd_validate)
 
     n = sub.add_parser("nodes", help="list node types, or describe one")

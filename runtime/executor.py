@@ -35,12 +35,12 @@ from dreamnodes import events as ev
 from dreamnodes.context import Context
 from dreamnodes.errors import Cancelled, DreamError, NodeError, Problem, RecipeError
 from dreamnodes.registry import load_all
-from dreamnodes.spec import NodeSpec
+from dreamnodes.spec import Limits, NodeSpec
 
 from dreamnodes.graphs.recipe import Recipe, dump_recipe
 from dreamnodes.graphs.validate import resolve_output, to_digraph, validate
 
-from .cache import Cache, default_cache_dir, disk_cache_disabled_by_env
+from .cache import Cache, default_cache_dir, disk_cache_disabled_by_env, sweep_stale_staging
 from .device import choose_device
 
 STAGING_PREFIX = ".dreamnodes-staging-"
@@ -92,7 +92,8 @@ class Runner:
 
     def __init__(self, *, cache: Cache | None = None, use_cache: bool = True, device: str | None = None,
                  out_dir: str | Path = "out", input_roots: Iterable[str | Path] = (),
-                 listeners: Iterable[Callable[[ev.Event], None]] = ()):
+                 listeners: Iterable[Callable[[ev.Event], None]] = (), trust: bool = False,
+                 limits: Limits | None = None):
         if cache is None:
             disk = use_cache and not disk_cache_disabled_by_env()
             cache = Cache(default_cache_dir(), disk=disk)
@@ -102,6 +103,8 @@ class Runner:
         self.out_dir = Path(out_dir)
         self.input_roots = tuple(Path(p) for p in input_roots)
         self.listeners = list(listeners)
+        self.trust = trust  # files in formats that can run code (TorchScript, full pickles) may be loaded
+        self.limits = limits  # resource bounds checked at validation (None: the defaults)
         self.cancel_event = threading.Event()
         self.registry = load_all()
 
@@ -116,7 +119,8 @@ class Runner:
     # ------------------------------------------------------------------
     def plan(self, recipe: Recipe, only: Iterable[str] | None = None) -> tuple[dict, list[str]]:
         """Validate and return (checked params, the nodes to run in order)."""
-        params = validate(recipe, self.registry)
+        roots = ((recipe.folder,) if recipe.folder else ()) + self.input_roots
+        params = validate(recipe, self.registry, self.limits, roots)
         g = to_digraph(recipe)
         if only:
             targets = list(only)
@@ -161,7 +165,8 @@ class Runner:
                 spec = self.registry[node.type]
                 if spec.writes and staging is None:
                     self.out_dir.mkdir(parents=True, exist_ok=True)
-                    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out_dir))
+                    sweep_stale_staging(self.out_dir, STAGING_PREFIX)  # left by a killed run
+                    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.out_dir))
                 self._run_node(recipe, nid, spec, params[nid], result, recipe_text, provenance, roots, staging)
             if staging is not None:
                 result.written = self._commit(staging)
@@ -219,7 +224,7 @@ class Runner:
                 return
 
         ctx = Context(node_id=nid, seed=seed, device=self.device, out_dir=staging or self.out_dir,
-                      input_roots=roots, emit=self.emit, cancel=self.cancel_event,
+                      input_roots=roots, emit=self.emit, cancel=self.cancel_event, trust=self.trust,
                       recipe_text=recipe_text() if spec.writes else "",
                       provenance=json.loads(json.dumps(provenance)) if spec.writes else {})
         kwargs = dict(params)
