@@ -108,7 +108,7 @@ def read_yaml(text: str | bytes, file: str | None = None) -> tuple[Any, dict[tup
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        what = exc.problem or str(exc)
+        what = ", ".join(w for w in (exc.context, exc.problem) if w) or str(exc)
         raise RecipeError(Problem(f"this is not valid YAML: {what}", file, line)) from None
     except yaml.YAMLError as exc:
         raise RecipeError(Problem(f"this is not valid YAML: {exc}", file)) from None

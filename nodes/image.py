@@ -55,7 +55,10 @@ def _open_picture(path: Path, node_id: str):
                 bg = PILImage.new("RGBA", im.size, (255, 255, 255, 255))
                 im = PILImage.alpha_composite(bg, im)
             return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, PILImage.DecompressionBombError) as exc:
+    except PILImage.DecompressionBombError as exc:
+        raise NodeError(f"{path.name} declares a picture far larger than the largest dreamnodes reads "
+                        f"({MAX_SIDE} px on a side): {exc}", node_id) from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise NodeError(f"{path.name} could not be read as a picture ({exc}); use a PNG, JPEG or WebP file",
                         node_id) from None
 

@@ -352,13 +352,17 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, errors: list | None = None) -> int:
+    """Run the command line; returns the exit code. `errors`, when given, receives the
+    DreamError that ended the command (for callers that want more than the code)."""
     ap = build_parser()
     args = ap.parse_args(argv)
     debug = getattr(args, "debug", False)
     try:
         return args.fn(args)
     except DreamError as exc:
+        if errors is not None:
+            errors.append(exc)
         if debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
