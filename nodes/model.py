@@ -149,6 +149,18 @@ _CODE_FORMAT = ("{name} is {what}, a format that can run code when it is loaded;
                 "torch.save(model.state_dict(), path), which needs no trust)")
 
 
+class _Scripted(torch.nn.Module):
+    """A TorchScript module inside a plain one, so that freezing and moving it work as for any model
+    (its layers are under `scripted.`; being compiled, only its output can be captured)."""
+
+    def __init__(self, scripted):
+        super().__init__()
+        self.scripted = scripted
+
+    def forward(self, x):
+        return self.scripted(x)
+
+
 def _is_torchscript(path: Path) -> bool:
     import zipfile
 
@@ -173,7 +185,7 @@ def load_local(path: Path, arch: str, ctx: Context) -> tuple[torch.nn.Module, st
         if not ctx.trust:
             raise NodeError(_CODE_FORMAT.format(name=path.name, what="a TorchScript model"), ctx.node_id)
         try:
-            return torch.jit.load(str(path), map_location="cpu"), weights_id
+            return _Scripted(torch.jit.load(str(path), map_location="cpu")), weights_id
         except Exception as exc:
             raise NodeError(f"{path.name} could not be loaded as TorchScript ({exc})", ctx.node_id) from None
     try:
