@@ -34,6 +34,8 @@ class Context:
     #: the user trusts this run's files (`--trust`): formats that can run code when
     #: loaded (TorchScript, full pickles) may be loaded
     trust: bool = False
+    #: where checkpoints go (get(name) / put(name, value), keyed by this node's cache key); None: nowhere
+    checkpoints: Any = None
 
     def check_cancelled(self) -> None:
         if self.cancel.is_set():
@@ -49,6 +51,16 @@ class Context:
 
     def drew(self, what: str) -> None:
         self.emit(ev.Drew(self.node_id, what))
+
+    def checkpoint(self, name: str, value: Any) -> None:
+        """Save a piece of finished work (an Image, Frames...) so an interrupted run resumes after it."""
+        if self.checkpoints is not None:
+            self.checkpoints.put(name, value)
+
+    def restore(self, name: str) -> Any:
+        """The value an earlier, interrupted run of this same node (same inputs and parameters)
+        saved under `name`, or None."""
+        return self.checkpoints.get(name) if self.checkpoints is not None else None
 
     def generator(self, device: torch.device | str | None = None, salt: int = 0) -> torch.Generator:
         """A torch.Generator seeded from this node's seed (plus `salt`)."""

@@ -41,6 +41,7 @@ from dreamnodes.graphs.recipe import Recipe, dump_recipe
 from dreamnodes.graphs.validate import resolve_output, to_digraph, validate
 
 from .cache import Cache, default_cache_dir, disk_cache_disabled_by_env, sweep_stale_staging
+from .checkpoints import NodeCheckpoints
 from .device import choose_device
 
 STAGING_PREFIX = ".dreamnodes-staging-"
@@ -226,13 +227,17 @@ class Runner:
         ctx = Context(node_id=nid, seed=seed, device=self.device, out_dir=staging or self.out_dir,
                       input_roots=roots, emit=self.emit, cancel=self.cancel_event, trust=self.trust,
                       recipe_text=recipe_text() if spec.writes else "",
-                      provenance=json.loads(json.dumps(provenance)) if spec.writes else {})
+                      provenance=json.loads(json.dumps(provenance)) if spec.writes else {},
+                      checkpoints=NodeCheckpoints(self.cache, key) if self.use_cache else None)
         kwargs = dict(params)
         kwargs.update(inputs)
         if spec.context_arg:
             kwargs[spec.context_arg] = ctx
         t0 = time.perf_counter()
         try:
+            estimate = getattr(spec.fn, "memory_estimate", None)
+            if estimate is not None:  # refuses, with advice, what would not fit in memory
+                estimate(ctx, **{k: v for k, v in kwargs.items() if k != spec.context_arg})
             value = spec.fn(**kwargs)
         except Cancelled:
             raise
