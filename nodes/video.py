@@ -1,5 +1,5 @@
-"""Video nodes: turn a batch of pictures into frames, and save frames as an
-animated GIF, an animated WebP or an MP4.
+"""Video nodes: read a video, turn a batch of pictures into frames, and save
+frames as an animated GIF, an animated WebP or an MP4.
 
 GIF and WebP are encoded in memory with Pillow; MP4 with the ffmpeg binary
 that the PyPI package imageio-ffmpeg ships (the `video` extra), into a
@@ -9,6 +9,7 @@ through `ctx.write_file`, so it appears whole or not at all.
 from __future__ import annotations
 
 import io
+import math
 import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
@@ -17,8 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dreamnodes import Context, NodeError, OutPath, Range, node
+from dreamnodes import Context, InPath, NodeError, OutPath, Range, node
 from dreamnodes.types import Frames, Image
+
+from .image import fit_size, load as load_image
 
 FORMATS = {".gif": "gif", ".webp": "webp", ".mp4": "mp4"}
 
@@ -135,3 +138,91 @@ def save(frames: Frames, ctx: Context, path: OutPath = "walk.gif",
     else:
         data = encode_animation(arr, fmt, rate, loop, quality)
     ctx.write_file(path, data)
+
+
+def _pan(photo: torch.Tensor, count: int, zoom: float = 1.25) -> torch.Tensor:
+    """A slow camera move over a still photo [1, 3, H, W]: `count` frames panning left to right
+    (and a little up and down) across it, enlarged by `zoom` so the frame stays inside."""
+    from .zoom import warp
+
+    h, w = photo.shape[2:]
+    reach_x, reach_y = 0.9 * w / 2 * (1 - 1 / zoom) * zoom, 0.9 * h / 2 * (1 - 1 / zoom) * zoom
+    out = []
+    for k in range(count):
+        t = k / max(1, count - 1)
+        dx = reach_x * (1 - 2 * t)  # the picture moves left: the camera pans right
+        dy = reach_y * 0.5 * math.sin(2 * math.pi * t)
+        out.append(warp(photo, (zoom, 0.0, 0.0, zoom, dx, dy))[0][0])
+    return torch.stack(out).clamp_(0, 1)
+
+
+def _read_video(path: Path, limit: int, every: int, node_id: str) -> tuple[list[torch.Tensor], float]:
+    """Frames [1, 3, H, W] of an MP4/MOV/WebM (ffmpeg) or an animated GIF/WebP (Pillow), and the rate."""
+    frames: list[torch.Tensor] = []
+    suffix = path.suffix.lower()
+    if suffix in (".gif", ".webp"):
+        from PIL import Image as PILImage, ImageSequence
+
+        from .image import to_tensor
+
+        try:
+            with PILImage.open(path) as im:
+                duration = im.info.get("duration") or 100
+                for k, fr in enumerate(ImageSequence.Iterator(im)):
+                    if k % every == 0:
+                        frames.append(to_tensor(fr.convert("RGB")))
+                    if len(frames) >= limit:
+                        break
+        except OSError as exc:
+            raise NodeError(f"{path.name} could not be read as an animation ({exc})", node_id) from None
+        return frames, 1000.0 / duration / every
+    if ffmpeg_exe() is None:
+        raise NodeError("reading videos needs the ffmpeg of the package imageio-ffmpeg: "
+                        "pip install 'dreamnodes[video]'", node_id)
+    import imageio_ffmpeg
+
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = reader.__next__()
+        w, h = meta["size"]
+        for k, raw in enumerate(reader):
+            if k % every == 0:
+                arr = np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
+                frames.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0))
+            if len(frames) >= limit:
+                break
+        reader.close()
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise NodeError(f"{path.name} could not be read as a video ({exc})", node_id) from None
+    return frames, float(meta.get("fps") or 24.0) / every
+
+
+@node("video.load")
+def load(ctx: Context, source: InPath = "sample:chelsea",
+         frames: Annotated[int, Range(1, 100000)] = 48,
+         size: Optional[Annotated[int, Range(16, 8192)]] = 256,
+         every: Annotated[int, Range(1, 1000)] = 1,
+         fps: Optional[Annotated[float, Range(0.1, 120)]] = None) -> Frames:
+    """Read a video's frames: an MP4 (or any video ffmpeg reads), or an animated GIF or WebP.
+
+    `sample:NAME` makes a short clip without any file: a slow camera pan across the bundled
+    sample photo NAME (chelsea, astronaut, coffee, ...), `frames` frames long, at 12 fps.
+
+    Args:
+        source: the video file (relative to the recipe's folder), or `sample:NAME` for a pan over a sample photo.
+        frames: the largest number of frames to read.
+        size: scale every frame so its longer side has this many pixels (null keeps the video's size).
+        every: keep one frame in this many (2 halves the frame rate).
+        fps: the frame rate to give the frames (null: the video's own, divided by `every`).
+    """
+    if source.startswith("sample:"):
+        photo = load_image(ctx, source=source, size=size or 512)
+        pixels = _pan(photo.pixels, frames)
+        rate = 12.0
+    else:
+        path = ctx.input_path(source)
+        got, rate = _read_video(path, frames, every, ctx.node_id)
+        if not got:
+            raise NodeError(f"{path.name} has no frames", ctx.node_id)
+        pixels = torch.cat([fit_size(f, size, None, None, "cover") for f in got])
+    return Frames(pixels.contiguous(), fps or rate)
