@@ -97,7 +97,12 @@ def read_yaml(text: str | bytes, file: str | None = None) -> tuple[Any, dict[tup
         raise RecipeError(Problem(f"the text is {len(text)} characters; a recipe may be at most {MAX_BYTES}", file))
     if "\x00" in text:
         raise RecipeError(Problem("the file contains NUL bytes; it is binary, not a YAML recipe", file))
-    reader = _Reader(text, file)
+    try:
+        reader = _Reader(text, file)
+    except yaml.reader.ReaderError as exc:  # a control character the YAML reader refuses
+        line = text[:exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
+        raise RecipeError(Problem(f"the text holds the control character {exc.character:#06x}, which YAML does not "
+                                  "allow; remove it (is this a recipe?)", file, line)) from None
     try:
         root = reader.loader.get_single_node()
         if root is None:
@@ -124,6 +129,19 @@ class _Dumper(yaml.SafeDumper):
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+# characters YAML reads as line breaks: written raw (allow_unicode) inside a plain or single-quoted
+# scalar they would come back as spaces, so such strings are written double-quoted, where they are escaped
+_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = '"' if any(c in text for c in _BREAKS) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
 
 
 def write_yaml(data: Any) -> str:

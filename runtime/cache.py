@@ -108,7 +108,9 @@ class Cache:
             self._drop(path)
             return None
         try:
-            data = torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
+            with warnings.catch_warnings():  # torch's notes about odd pickles: the entry is dropped anyway
+                warnings.simplefilter("ignore")
+                data = torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
             outputs = tuple(_DISK_TYPES[t].from_state(s) for t, s in zip(data["types"], data["states"]))
         except Exception:  # a checksum-valid entry from an incompatible version
             self._drop(path)
