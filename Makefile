@@ -40,7 +40,7 @@ define apt_missing
 	fi
 endef
 
-.PHONY: setup run test bench examples edit screenshot qt-libs qt-x11-libs xvfb clean
+.PHONY: setup run test bench bench-tiles examples zoom edit screenshot qt-libs qt-x11-libs xvfb clean
 
 setup: $(STAMP) $(if $(findstring editor,$(EXTRAS)),qt-libs)
 
@@ -70,8 +70,16 @@ test: setup
 bench: $(STAMP)
 	$(PY) bench/run.py
 
+# tiled DeepDream at 1, 4, 16 MP and 5400x5400: time per megapixel and peak RSS (QUICK=1: up to 4 MP)
+bench-tiles: $(STAMP)
+	$(PY) bench/tiles.py $(if $(QUICK),--quick)
+
 examples: $(STAMP)
 	$(PY) examples/make_gallery.py
+
+# docs/zoom/: the infinite zoom (GIF, strip) and the dreamed video (strip); their MP4s go to out/zoom/
+zoom: $(STAMP)
+	$(PY) examples/make_zoom.py
 
 # the editor, on the built-in DeepDream graph (or FILE=recipe.yaml / picture.png)
 edit: setup qt-x11-libs
