@@ -44,21 +44,23 @@ def resolve_output(spec: NodeSpec, ref: Ref):
 
 
 def _pixels_problem(spec: NodeSpec, params: dict[str, Any], limits: Limits) -> tuple[str, str] | None:
-    """(field, message) if the picture a node makes is over the pixel budget.
+    """(field, message) if the pictures a node makes are over the pixel budget.
 
-    The picture is taken as the two largest side parameters of the node (width x height), or
-    the square of its only one (a long side), whichever sides it has."""
+    A picture is taken as the two largest side parameters of the node (width x height), or the
+    square of its only one (a long side); a node with a batch parameter makes that many."""
     sides = sorted(((params[p.name], p.name) for p in spec.params
                     if p.limit == "side" and isinstance(params.get(p.name), int)), reverse=True)
     if not sides:
         return None
     (a, field), b = sides[0], (sides[1][0] if len(sides) > 1 else sides[0][0])
-    pixels = a * b
+    batch = next((params[p.name] for p in spec.params if p.limit == "batch" and isinstance(params.get(p.name), int)), 1)
+    pixels = a * b * batch
     bound = limits.bound("pixels", None)
     if pixels <= bound:
         return None
-    return field, (f"a {a} x {b} picture is {pixels:,} pixels, over the limit of {bound:,} pixels in one "
-                   f"picture; make it smaller, or if this machine can take it, run with --limit pixels={pixels}")
+    what = f"a {a} x {b} picture is" if batch == 1 else f"{batch} pictures of {a} x {b} are"
+    return field, (f"{what} {pixels:,} pixels, over the limit of {bound:,} pixels at once; make it smaller, "
+                   f"or if this machine can take it, run with --limit pixels={pixels}")
 
 
 def validate(recipe: Recipe, registry: Mapping[str, NodeSpec], limits: Limits | None = None,

@@ -156,6 +156,8 @@ def cmd_run(args) -> int:
     apply_sets(recipe, args.set or [])
     limits = parse_limits(args.limit)
     _input_roots(args, recipe)
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed must be a whole number >= 0, got {args.seed}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder; choose another output folder")

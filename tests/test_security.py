@@ -41,6 +41,9 @@ import tinynodes  # noqa: E402,F401  (registers test.passthrough for the cycle c
 from dreamnodes.errors import NodeError, RecipeError, UsageError  # noqa: E402
 from dreamnodes.runtime.cli import main  # noqa: E402
 
+# TorchScript is deprecated in torch, and still what people share: its warnings are expected here
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+
 HOSTILE = HERE / "fixtures" / "hostile"
 ROOT = HERE.parent
 TINY = "dreamnodes: 1\nnodes:\n  pic: {type: image.solid, params: {width: 8, height: 8}}\n" \
@@ -239,6 +242,8 @@ CASES = [
          ("100000 is over the limit of 16,384 px on a side", "--limit side=100000"), field=("pic", "width")),
     Case("huge_pixels", "huge_pixels.yaml", RecipeError,
          ("144,000,000 pixels, over the limit of 67,108,864", "--limit pixels=144000000"), field=("pic", "width")),
+    Case("batch_of_big_pictures", "batch_of_big_pictures.yaml", RecipeError,
+         ("64 pictures of 4096 x 4096 are 1,073,741,824 pixels", "--limit pixels=1073741824"), field=("vis", "width")),
     Case("huge_image_side_raised", "huge_image.yaml", RecipeError, ("--limit pixels=10000000000",),
          args=("--limit", "side=100000"), field=("pic", "width")),
     Case("huge_pixels_allowed", "huge_pixels.yaml", None, command="validate",
@@ -325,6 +330,8 @@ CASES = [
          ("KIND one of: side", "pixels"), args=("--limit", "memory=5")),
     Case("out_is_a_file", lambda b: b.write("tiny.yaml", TINY), UsageError, ("is a file, not a folder",),
          args=lambda b: ("--out", str(b.outside / "target.png"))),
+    Case("seed_negative_flag", lambda b: b.write("tiny.yaml", TINY), UsageError, ("--seed must be a whole number >= 0",),
+         args=("--seed", "-3")),
     Case("recipe_is_a_folder", lambda b: b.recipes, UsageError, ("is a folder",)),
     Case("recipe_missing", lambda b: b.recipes / "nope.yaml", UsageError, ("no such file",)),
     Case("allow_read_missing", lambda b: b.write("tiny.yaml", TINY), UsageError, ("--allow-read", "no such folder"),
@@ -409,8 +416,7 @@ def test_a_symlinked_output_file_is_replaced_not_followed(sandbox):
 # ----------------------------------------------------------------------------
 # the same, through a real process: exit codes, messages, no traceback
 
-SUBPROCESS_CASES = ["python_apply", "billion_laughs", "huge_image", "out_dotdot", "in_absolute", "png_python_tag",
-                    "binary_garbage", "in_garbage_picture", "out_is_a_file"]
+SUBPROCESS_CASES = ["python_apply", "billion_laughs", "huge_image", "png_python_tag", "in_garbage_picture"]
 
 
 @pytest.mark.parametrize("case_id", SUBPROCESS_CASES)
