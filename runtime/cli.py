@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import traceback
+import unicodedata
 from importlib import resources
 from pathlib import Path
 
@@ -29,6 +30,13 @@ from dreamnodes.meta import PROVENANCE_KEY, RECIPE_KEY, NoRecipeInImage, read_pn
 from dreamnodes.spec import LIMITS, Limits
 
 DEFAULT_RECIPE = "deepdream.yaml"
+
+
+def printable(text: str) -> str:
+    """Text from a recipe or a picture, safe to print on a terminal: control and format characters
+    (escape sequences, bidi overrides) are shown as escapes instead of acting on the terminal."""
+    return "".join(c if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf", "Cs")
+                   else (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)
 
 
 def builtin_recipe_text(name: str = DEFAULT_RECIPE) -> str:
@@ -226,11 +234,11 @@ def cmd_show(args) -> int:
         raise UsageError(str(exc)) from None
     if RECIPE_KEY not in text:
         raise UsageError(f"{args.image} holds no dreamnodes recipe")
-    print(text[RECIPE_KEY], end="")
+    print(printable(text[RECIPE_KEY]), end="")
     if PROVENANCE_KEY in text and not args.recipe_only:
         try:
             prov = json.loads(text[PROVENANCE_KEY])
-            print("# provenance: " + json.dumps(prov, sort_keys=True))
+            print("# provenance: " + printable(json.dumps(prov, sort_keys=True)))
         except json.JSONDecodeError:
             print("# provenance: (unreadable)")
     return 0
@@ -306,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-cache", action="store_true", help="recompute everything (also DREAMNODES_NO_CACHE=1)")
     r.add_argument("--allow-read", action="append", metavar="DIR", help="a folder input files may come from")
     r.add_argument("--limit", action="append", metavar="KIND=N",
-                   help="raise a resource limit: " + ", ".join(f"{k.name} ({k.unit}, default {k.default:,})"
-                                                                for k in LIMITS.values()))
+                   help="set a resource limit (a refused recipe's message names the one to raise): "
+                        + ", ".join(f"{k.name} ({k.unit})" for k in LIMITS.values()))
     r.add_argument("--trust", action="store_true",
                    help="load model files in formats that can run code (TorchScript, full pickles); "
                         "only for files from a source you trust")
@@ -367,7 +375,7 @@ def main(argv: list[str] | None = None, *, errors: list | None = None) -> int:
             errors.append(exc)
         if debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
@@ -375,7 +383,8 @@ def main(argv: list[str] | None = None, *, errors: list | None = None) -> int:
     except Exception as exc:  # a bug: say so plainly
         if debug:
             traceback.print_exc()
-        print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {printable(str(exc))} (run with --debug for the traceback)",
+              file=sys.stderr)
         return 1
 
 

@@ -34,7 +34,9 @@ from dreamnodes.runtime.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-DREAMNODES = Path(PY).parent / "dreamnodes"
+# the installed console script, as a user runs it (or the module, where no script was installed)
+_SCRIPT = Path(PY).parent / "dreamnodes"
+DREAMNODES = [str(_SCRIPT)] if _SCRIPT.exists() else [PY, "-m", "dreamnodes.runtime.cli"]
 
 RECIPE = """\
 dreamnodes: 1
@@ -191,7 +193,7 @@ def test_two_processes_share_one_disk_cache(tmp_path, monkeypatch, capsys):
     recipe = tmp_path / "many.yaml"
     recipe.write_text("dreamnodes: 1\nseed: 1\nnodes:\n" + nodes)
     cache = tmp_path / "cache"
-    procs = [subprocess.Popen([str(DREAMNODES), "run", str(recipe), "--out", str(tmp_path / f"out{k}"), "-q"],
+    procs = [subprocess.Popen([*DREAMNODES, "run", str(recipe), "--out", str(tmp_path / f"out{k}"), "-q"],
                               env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for k in range(2)]
     for p in procs:
@@ -228,7 +230,7 @@ def test_two_processes_write_byte_identical_pngs(tmp_path):
     """Determinism on CPU: the default DeepDream, made small, in two separate processes."""
     args = ["run", str(ROOT / "examples" / "deepdream.yaml"), "--set", "photo.size=64", "--set", "dream.octaves=2",
             "--set", "dream.steps=3", "--device", "cpu", "--no-cache", "-q"]
-    procs = [subprocess.Popen([str(DREAMNODES), *args, "--out", str(tmp_path / f"run{k}")], env=_env(tmp_path / "c"),
+    procs = [subprocess.Popen([*DREAMNODES, *args, "--out", str(tmp_path / f"run{k}")], env=_env(tmp_path / "c"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)

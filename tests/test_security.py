@@ -167,7 +167,7 @@ class Case:
     source: str | Callable[[Sandbox], Path]  # a fixture name, or a function making the input
     error: type | None  # the exact class, or None: the run succeeds
     phrases: tuple[str, ...] = ()
-    command: str = "run"  # run or validate
+    command: str = "run"  # run, validate or show
     args: tuple[str, ...] | Callable[[Sandbox], tuple[str, ...]] = ()
     field: tuple[str | None, str | None] | None = None  # (node, field) of the first problem
     writes: tuple[str, ...] = ()  # files the output folder must hold afterwards
@@ -232,6 +232,7 @@ CASES = [
           "must be a string, got an integer 12", "must be a string, got an integer 3",
           "must be an integer, got a boolean True")),
     Case("dunder_param", "dunder_param.yaml", RecipeError, ("'__class__' is not a parameter of image.solid",)),
+    Case("ansi_escape_key", "ansi_escape_key.yaml", RecipeError, ("is not a parameter of image.solid", "\\x1b[2J")),
     Case("module_as_type", "module_as_type.yaml", RecipeError, ("unknown node type 'os.system'",)),
     Case("nan_param", "nan_param.yaml", RecipeError, ("must be a finite number, got nan",), field=("p", "weight")),
     Case("inf_param", "inf_param.yaml", RecipeError, ("must be a finite number, got inf",), field=("p", "weight")),
@@ -306,6 +307,8 @@ CASES = [
          RecipeError, ("--limit side=100000",), field=("pic", "width")),
     Case("png_billion_laughs", lambda b: _png_with_recipe(b, "evil.png", (HOSTILE / "billion_laughs.yaml").read_text()),
          RecipeError, ("more than 100000 values",)),
+    Case("png_show_escape_sequences", lambda b: _png_with_recipe(b, "ansi.png", "# \x1b]0;pwned\x07\x1b[2J\n" + TINY),
+         None, command="show"),
     Case("png_no_recipe", lambda b: b.write("plain.png", _png(b"")), UsageError, ("holds no dreamnodes recipe",)),
     Case("png_truncated", lambda b: b.write("cut.png", _png(_itxt("dreamnodes:recipe", TINY))[:60]), UsageError,
          ("is cut short",)),
@@ -381,6 +384,9 @@ def test_hostile_input(case: Case, sandbox: Sandbox, capsys):
     # the exact kind of error, its exit code, and a message without a traceback
     assert code == EXIT[case.error], (code, err)
     assert "Traceback" not in out + err
+    assert "\x1b" not in out + err and "\x07" not in out + err  # no escape sequence reaches the terminal
+    if case.command == "show":  # the recipe is printed, its escape sequences shown, not acted on
+        assert "\\x1b[2J" in out and "type: image.save" in out
     if case.error is None:
         assert errors == [] and "error" not in err
     else:
