@@ -13,6 +13,13 @@ Transform stages: "input" transforms act on the way into the network
 gradient with respect to the picture; "image" transforms act on the picture
 between steps (blur every N steps), written back through the
 parameterization's `assign`.
+
+Large pictures are optimised in tiles, whatever the parameterization: the
+picture is rendered whole, the objective's gradient with respect to it is
+computed tile by tile (render.tiled_gradient: context margins, a grid that
+moves every step), and that gradient is pushed back into the parameters,
+so the network's memory is bounded by the tile. Input transforms then act
+on each tile (with the same draws for every tile).
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from dreamnodes.types import Frames, Image, Objective, Parameterization, Prior, 
 
 from .model import capture
 from .param import fft_image, pixel_image
+from . import render
 from .render import split_transforms
 
 
@@ -38,7 +46,7 @@ def _default_parameterization(kind: str) -> Parameterization:
     return Parameterization(f"{kind} (default)", make)
 
 
-@node("render.optimize", random=True)
+@node("render.optimize", random=True, version="2")
 def optimize(objective: Objective, ctx: Context, parameterization: Optional[Parameterization] = None,
              transforms: list[Transform] = (), priors: list[Prior] = (),
              steps: Annotated[int, Range(1, 100000)] = 256,
@@ -50,6 +58,8 @@ def optimize(objective: Objective, ctx: Context, parameterization: Optional[Para
              frames_at: Optional[list[int]] = None,
              frames_every: Optional[Annotated[int, Range(1, 100000)]] = None,
              fps: Annotated[float, Range(0.1, 120.0)] = 12.0,
+             tile: Annotated[int, Range(0, 8192)] = 0,
+             tile_overlap: Annotated[int, Range(0, 1024)] = 64,
              preview_every: Annotated[int, Range(1, 100000)] = 16,
              seed: Optional[int] = None) -> Optimized:
     """Optimise pictures from noise to maximise an objective (feature / class visualization).
@@ -76,6 +86,9 @@ def optimize(objective: Objective, ctx: Context, parameterization: Optional[Para
         frames_at: steps (1..steps) whose picture goes into the frames output.
         frames_every: also record a frame every this many steps.
         fps: frame rate of the frames output.
+        tile: side of the tiles the objective's gradient is computed in (see render.deepdream);
+            0: automatic, whole pictures up to a megapixel, 512 px tiles above.
+        tile_overlap: context each tile sees around it, in pixels.
         preview_every: send a preview picture every this many steps.
         seed: fixes the starting noise and the transforms' draws; null derives it from the recipe's seed.
     """
@@ -99,6 +112,8 @@ def optimize(objective: Objective, ctx: Context, parameterization: Optional[Para
     opt = torch.optim.Adam(params, lr=step_size)
     model, layers = objective.model, objective.layers
     frames: list[torch.Tensor] = []
+    tile_side = render.effective_tile(tile, height, width)
+    shift_gen = ctx.generator(salt=0x7117)
     with torch.enable_grad():
         for step in range(1, steps + 1):
             opt.zero_grad(set_to_none=True)
@@ -106,10 +121,16 @@ def optimize(objective: Objective, ctx: Context, parameterization: Optional[Para
             grad_ts = [t for t in stages["gradient"] if (step - 1) % t.every == 0]
             if grad_ts:
                 img.register_hook(lambda g, ts=grad_ts: _apply(ts, g, gen))
-            x = _apply(stages["input"], img, gen)
-            score = objective(capture(model, x, layers))  # [N]
             penalty = sum((p(img) for p in priors), img.new_zeros(img.shape[0]))  # [N]
-            loss = (penalty - score).sum()
+            if tile_side:
+                shift = (render.draw_shift(shift_gen, tile_side), render.draw_shift(shift_gen, tile_side))
+                g, score = render.tiled_gradient(img.detach(), model, objective.fn, layers, stages["input"], gen,
+                                                 tile_side, tile_overlap, shift, ctx.check_cancelled)
+                loss = penalty.sum() - (img * g).sum()  # its gradient w.r.t. img is the tiles' gradient
+            else:
+                x = _apply(stages["input"], img, gen)
+                score = objective(capture(model, x, layers))  # [N]
+                loss = (penalty - score).sum()
             if not torch.isfinite(loss):
                 raise NodeError(f"the loss became {loss.item()} at step {step}; lower step_size or the "
                                 "prior weights", ctx.node_id)
@@ -132,6 +153,15 @@ def optimize(objective: Objective, ctx: Context, parameterization: Optional[Para
     if not frames:
         frames = [final[0]]
     return Optimized(Image(final), Frames(torch.stack(frames), fps))
+
+
+def _optimize_memory(ctx: Context, objective: Objective, width: int = 224, height: int = 224, batch: int = 1,
+                     tile: int = 0, tile_overlap: int = 64, **_) -> int:
+    return render.check_dream_memory("render.optimize", ctx.device, batch, height, width, tile, tile_overlap,
+                                     objective.model, objective.layers, ctx.node_id)
+
+
+optimize.memory_estimate = _optimize_memory
 
 
 def _apply(ts: list[Transform], x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

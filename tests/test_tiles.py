@@ -176,3 +176,22 @@ def test_big_prints_are_estimated_within_bounds(net, objective):
     whole = render.dream_peak_bytes(1, 5400, 5400, 8192, 64, act)
     tiles = render.dream_peak_bytes(1, 5400, 5400, 0, 64, act)  # automatic: 512 px tiles
     assert whole > 20 * 1024**3 and tiles < 4 * 1024**3
+
+
+def test_render_optimize_tiles_any_parameterization(objective):
+    from dreamnodes.nodes import optimize, param
+
+    def first_step(kind, tile, overlap=0):
+        p = param.pixels() if kind == "pixels" else param.fft()
+        run = lambda lr: optimize.optimize(objective, Context(seed=2), parameterization=p, steps=1, step_size=lr,
+                                           width=192, height=160, tile=tile, tile_overlap=overlap).image.pixels
+        return run(0.05) - run(0.0)
+
+    # Adam's first step is the sign of each parameter's gradient, so it shows any error in the
+    # gradient the tiles push back into the pixels or the spectrum
+    for kind in ("pixels", "fft"):
+        whole = first_step(kind, 0).flatten()
+        cos = {ov: torch.nn.functional.cosine_similarity(whole, first_step(kind, 64, ov).flatten(), 0).item()
+               for ov in (0, 96)}
+        assert cos[96] > 0.99, (kind, cos)
+        assert cos[0] < 0.5, (kind, cos)  # without context the tiles would be wrong
