@@ -28,9 +28,11 @@ class NodeCheckpoints:
         return hashlib.sha256(f"{self.node_key}:checkpoint:{name}".encode()).hexdigest()
 
     def put(self, name: str, value: Any) -> None:
+        # on disk when the disk cache is on (so a killed process resumes too, and hundreds of frames
+        # do not push the models out of the in-memory cache); else in memory, for this process
         key = self._key(name)
-        self.cache.put_memory(key, (value,))
-        self.cache.put_disk(key, (value,))
+        if not (self.cache.disk and self.cache.put_disk(key, (value,))):
+            self.cache.put_memory(key, (value,))
 
     def get(self, name: str) -> Any:
         key = self._key(name)

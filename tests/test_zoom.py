@@ -149,3 +149,20 @@ def test_blending_keeps_a_dreamed_video_steady(tmp_path):
     blended, dreamed_blended = flicker(0.6)
     assert blended < 0.8 * alone  # consecutive frames closer
     assert dreamed_blended > 0.5 * dreamed_alone  # and still dreamed
+
+
+def test_without_a_disk_cache_a_zoom_still_resumes_within_the_process(tmp_path, counted):
+    runner = Runner(cache=Cache(tmp_path / "c", disk=False), out_dir=tmp_path / "o")
+
+    def stop_at_frame_4(e):
+        if isinstance(e, ev.Progress) and e.node == "zoom" and e.label.startswith("frame 4/"):
+            runner.cancel()
+
+    runner.listeners.append(stop_at_frame_4)
+    with pytest.raises(Cancelled):
+        runner.run(parse_recipe(ZOOM))
+    runner.listeners.remove(stop_at_frame_4)
+    counted.clear()
+    runner.run(parse_recipe(ZOOM))
+    assert counted == [3, 4]
+    assert not any((tmp_path / "c").rglob("*.dnc"))
