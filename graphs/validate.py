@@ -157,6 +157,11 @@ def validate(recipe: Recipe, registry: Mapping[str, NodeSpec], limits: Limits | 
                 if sspec is None:
                     continue  # already reported on that node
                 out = resolve_output(sspec, ref)
+                if not sspec.outputs:
+                    problems.append(recipe.problem(
+                        f"node '{ref.node}' ({src.type}) has no outputs (it only writes files); it cannot feed "
+                        f"input '{iname}'", nid, iname, ipath))
+                    continue
                 if out is None:
                     names = ", ".join(o.name for o in sspec.outputs) or "none"
                     msg = (f"node '{ref.node}' ({src.type}) has several outputs ({names}); write "

@@ -16,6 +16,7 @@ no output behind.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import platform
@@ -231,6 +232,10 @@ class Runner:
                       checkpoints=NodeCheckpoints(self.cache, key) if self.use_cache else None)
         kwargs = dict(params)
         kwargs.update(inputs)
+        for i in spec.inputs:  # a list input left unwired is an empty list (validation allows that)
+            if i.is_list and i.name not in kwargs and \
+                    inspect.signature(spec.fn).parameters[i.name].default is inspect.Parameter.empty:
+                kwargs[i.name] = []
         if spec.context_arg:
             kwargs[spec.context_arg] = ctx
         t0 = time.perf_counter()

@@ -259,6 +259,9 @@ CASES = [
     Case("cycle", "cycle.yaml", RecipeError, ("the nodes form a cycle (a -> b -> a)",)),
     Case("cycle_long", "cycle_long.yaml", RecipeError, ("the nodes form a cycle (n0 -> n4 -> n3 -> n2 -> n1 -> n0)",)),
     Case("self_loop", "self_loop.yaml", RecipeError, ("a node cannot feed itself",), field=("a", "image")),
+    Case("wired_from_a_save", "wired_from_a_save.yaml", RecipeError,
+         ("node 'out' (image.save) has no outputs (it only writes files)",), field=("again", "image")),
+    Case("grid_of_nothing", "grid_of_nothing.yaml", NodeError, ("wire at least one picture into 'images'",)),
     # writing outside the output folder
     Case("out_absolute", "out_absolute.yaml", RecipeError, OUTSIDE_OUT, field=("out", "path")),
     Case("out_dotdot", "out_dotdot.yaml", RecipeError, OUTSIDE_OUT + ("without '..'",), field=("out", "path")),
