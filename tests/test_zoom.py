@@ -166,3 +166,25 @@ def test_without_a_disk_cache_a_zoom_still_resumes_within_the_process(tmp_path, 
     runner.run(parse_recipe(ZOOM))
     assert counted == [3, 4]
     assert not any((tmp_path / "c").rglob("*.dnc"))
+
+
+@pytest.mark.parametrize("name, sets, outputs", [
+    ("infinite_zoom.yaml", {"photo": {"width": 64, "height": 48}, "zoom": {"frames": 3, "steps": 1}},
+     ["infinite_zoom.mp4"]),
+    ("video_dream.yaml", {"clip": {"frames": 3, "size": 64}, "dream": {"steps": 1}}, ["clip.mp4", "video_dream.mp4"]),
+    ("big_print.yaml", {"photo": {"width": 96, "height": 96}, "dream": {"steps": 1, "octaves": 2, "tile": 64}},
+     ["big_print.png"]),
+])
+def test_the_example_recipes_run_small(tmp_path, name, sets, outputs):
+    from pathlib import Path
+
+    from dreamnodes.graphs import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "examples" / name)
+    for nid, params in sets.items():
+        recipe.nodes[nid].params.update(params)
+    result = Runner(cache=Cache(tmp_path / "c"), out_dir=tmp_path / "o").run(recipe)
+    assert sorted(p.name for p in result.written) == sorted(outputs)
+    for out in outputs:
+        if out.endswith(".mp4"):
+            assert frame_count(tmp_path / "o" / out) == {"infinite_zoom.mp4": 3 + 2 * 3}.get(out, 3)
