@@ -299,11 +299,19 @@ class Runner:
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             rel = path.relative_to(staging)
             final = root / rel
-            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise NodeError(f"cannot make the folder for {rel} in the output folder ({exc.strerror or exc}); "
+                                "a file may stand where a folder should") from None
             real = final.parent.resolve() / final.name
             if root not in real.parents:
                 raise NodeError(f"refusing to write {rel}: a link in the output folder leads outside it")
-            os.replace(path, real)
+            try:
+                os.replace(path, real)
+            except OSError as exc:
+                raise NodeError(f"cannot write {rel} into the output folder ({exc.strerror or exc}); "
+                                "is there a folder of that name?") from None
             moved.append(real)
         return moved
 

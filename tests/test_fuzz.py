@@ -14,6 +14,7 @@ command line 200, mutated PNGs 300, cheap recipes run for real 200 - about
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -38,7 +39,10 @@ ROOT = HERE.parent
 SEEDS = [p.read_text("utf-8") for p in sorted((ROOT / "examples").glob("*.yaml"))] + \
         [p.read_text("utf-8") for p in sorted((HERE / "fixtures" / "recipes").glob("*.yaml"))][:12]
 
-FAST = dict(deadline=None, database=None, derandomize=True,
+# the same examples on every run (a test suite must not flake); DREAMNODES_FUZZ_SCALE=N explores
+# N times as many, drawn at random, for a longer hunt
+SCALE = max(1, int(os.environ.get("DREAMNODES_FUZZ_SCALE", "1") or 1))
+FAST = dict(deadline=None, database=None, derandomize=SCALE == 1,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large,
                                    HealthCheck.function_scoped_fixture])
 
@@ -114,7 +118,7 @@ def structured(draw):
     return data
 
 
-@settings(max_examples=700, **FAST)
+@settings(max_examples=700 * SCALE, **FAST)
 @given(structured())
 @example({"dreamnodes": 1, "nodes": {"a": {"type": "gan.filter_dropout", "params": {"00000": {"00\x85": False}}}}})
 @example({"dreamnodes": 1, "nodes": {"a": {"type": "image.solid", "params": {"width": 1e400}}}, "name": "\u2028"})
@@ -154,7 +158,7 @@ def mutated(draw):
     return text
 
 
-@settings(max_examples=900, **FAST)
+@settings(max_examples=900 * SCALE, **FAST)
 @given(mutated())
 @example("\x1freamnodes: 1\nnodes: {}\n")  # a control character the YAML reader refuses
 def test_mutated_recipe_text(text):
@@ -166,13 +170,13 @@ def test_mutated_recipe_text(text):
 # ----------------------------------------------------------------------------
 # raw text and bytes
 
-@settings(max_examples=500, **FAST)
+@settings(max_examples=500 * SCALE, **FAST)
 @given(st.text(max_size=300))
 def test_random_text(text):
     check(text)
 
 
-@settings(max_examples=500, **FAST)
+@settings(max_examples=500 * SCALE, **FAST)
 @given(st.binary(max_size=300))
 def test_random_bytes(blob):
     check(blob)
@@ -186,7 +190,7 @@ def scratch(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz")
 
 
-@settings(max_examples=200, **FAST)
+@settings(max_examples=200 * SCALE, **FAST)
 @given(source=st.one_of(mutated(), st.text(max_size=200)), sets=st.lists(st.text(max_size=20), max_size=3),
        as_bytes=st.booleans())
 def test_cli_validate_and_set(scratch, source, sets, as_bytes):
@@ -218,7 +222,7 @@ def real_png(tmp_path_factory) -> bytes:
     return (out / "p.png").read_bytes()
 
 
-@settings(max_examples=300, **FAST)
+@settings(max_examples=300 * SCALE, **FAST)
 @given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.binary(max_size=8), st.integers(0, 16)), max_size=4),
        cut=st.one_of(st.none(), st.integers(0, 10**6)))
 def test_mutated_pngs(scratch, real_png, edits, cut):
@@ -298,7 +302,7 @@ def cheap_recipes(draw):
     return {"dreamnodes": 1, "seed": draw(st.integers(0, 5)), "nodes": nodes}
 
 
-@settings(max_examples=200, **FAST)
+@settings(max_examples=200 * SCALE, **FAST)
 @given(cheap_recipes())
 def test_cheap_recipes_run_safely(tmp_path_factory, data):
     from dreamnodes.runtime import Cache, Runner

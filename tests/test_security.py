@@ -278,6 +278,11 @@ CASES = [
     Case("out_symlink_file", lambda b: (os.symlink(b.outside / "target.png", b.out / "out.png"),
                                         b.write("tiny.yaml", TINY))[1],
          None, writes=("out.png",)),
+    Case("out_name_is_a_folder", lambda b: ((b.out / "out.png").mkdir(), b.write("tiny.yaml", TINY))[1],
+         NodeError, ("cannot write out.png into the output folder", "is there a folder of that name?")),
+    Case("out_folder_is_a_file", lambda b: ((b.out / "sub").write_bytes(b"x"),
+                                            b.write("tiny.yaml", TINY.replace("out.png", "sub/x.png")))[1],
+         NodeError, ("cannot make the folder for sub/x.png", "a file may stand where a folder should")),
     # reading outside the allowed folders
     Case("in_absolute", "in_absolute.yaml", RecipeError, OUTSIDE_IN, field=("pic", "source")),
     Case("in_dotdot", "in_dotdot.yaml", RecipeError, OUTSIDE_IN, field=("pic", "source")),
@@ -409,7 +414,7 @@ def test_hostile_input(case: Case, sandbox: Sandbox, capsys):
     # the output folder holds exactly the expected files: no partial or staged ones
     written = sorted(str(p.relative_to(sandbox.out)) for p in sandbox.out.rglob("*")
                      if p.is_file() or p.is_symlink())
-    preexisting = {"evil"} if case.id == "out_symlink_dir" else set()
+    preexisting = {"out_symlink_dir": {"evil"}, "out_folder_is_a_file": {"sub"}}.get(case.id, set())
     assert sorted(set(written) - preexisting) == sorted(case.writes), written
     assert not [p for p in sandbox.out.iterdir() if p.name.startswith(".dreamnodes-staging")]
 
