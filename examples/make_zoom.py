@@ -6,7 +6,9 @@ Runs examples/infinite_zoom.yaml and examples/video_dream.yaml (their MP4s go
 to out/zoom/), checks that each MP4 decodes with all its frames, and makes
 docs/zoom/: an animated GIF of the zoom (every third frame, smaller, to stay
 under 3 MB), a strip of its dreamed frames, and a strip of the video's frames
-above their dreams.
+above their dreams. With --big-print it also runs examples/big_print.yaml
+(about 10 minutes on two CPU cores) and makes docs/zoom/big_print.jpg: the
+whole print scaled down beside a crop at full resolution.
 """
 from __future__ import annotations
 
@@ -50,9 +52,24 @@ def stack(top: Path, bottom: Path, out: Path) -> None:
     sheet.save(out)
 
 
+def big_print(runner: Runner) -> None:
+    print("dreamnodes run examples/big_print.yaml", file=sys.stderr)
+    result = runner.run(load_recipe(ROOT / "examples" / "big_print.yaml"))
+    pixels = result.output("dream").pixels
+    side = 640
+    whole = torch.nn.functional.interpolate(pixels, size=(side, side), mode="bilinear", antialias=True,
+                                            align_corners=False)
+    top, left = 1200, 2000  # the smile, at 300 dpi: about 2 x 2 inches of the print
+    crop = pixels[:, :, top:top + side, left:left + side]
+    sheet = torch.cat([whole, torch.full((1, 3, side, 8), 0.1), crop], dim=3)
+    PILImage.fromarray(to_uint8(sheet, 1)[0]).save(DOCS / "big_print.jpg", quality=88)
+
+
 def main() -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
     runner = Runner(out_dir=OUT, listeners=[ProgressPrinter(quiet=True)])
+    if "--big-print" in sys.argv[1:]:
+        big_print(runner)
     tmp = DOCS / ".frames"
     tmp.mkdir(exist_ok=True)
 
