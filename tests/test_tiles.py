@@ -112,8 +112,8 @@ def test_no_seams_gradient_energy_on_tile_borders_matches_the_interior(objective
         g0 = whole_gradient(objective, x)
         for shift in [(0, 0), (32, 96), (64, 32)]:
             ref = border_ratio(g0, 64, shift)
-            assert border_ratio(tiled(objective, x, 64, 64, shift), 64, shift) / ref == pytest.approx(1, abs=0.1)
-            assert border_ratio(tiled(objective, x, 64, 0, shift), 64, shift) / ref < 0.8  # a visible seam
+            assert border_ratio(tiled(objective, x, 64, 64, shift), 64, shift) / ref == pytest.approx(1, abs=0.03)
+            assert border_ratio(tiled(objective, x, 64, 0, shift), 64, shift) / ref < 0.75  # a visible seam
 
 
 def test_moving_tiles_leave_no_seam_in_the_picture(objective, photo):
