@@ -76,7 +76,7 @@ class LimitKind:
 #: the resources validation bounds before anything is allocated
 LIMITS: dict[str, LimitKind] = {k.name: k for k in (
     LimitKind("side", "px on a side of a picture", 16384),
-    LimitKind("pixels", "pixels at once (width x height x batch)", 8192 * 8192),
+    LimitKind("pixels", "pixels at once (width x height x batch or frames)", 8192 * 8192),
     LimitKind("steps", "optimization steps", 100_000),
     LimitKind("frames", "frames", 10_000),
     LimitKind("batch", "pictures in a batch", 1024),

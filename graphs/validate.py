@@ -47,18 +47,22 @@ def _pixels_problem(spec: NodeSpec, params: dict[str, Any], limits: Limits) -> t
     """(field, message) if the pictures a node makes are over the pixel budget.
 
     A picture is taken as the two largest side parameters of the node (width x height), or the
-    square of its only one (a long side); a node with a batch parameter makes that many."""
+    square of its only one (a long side); a node with a batch or frames parameter makes that many."""
     sides = sorted(((params[p.name], p.name) for p in spec.params
                     if p.limit == "side" and isinstance(params.get(p.name), int)), reverse=True)
     if not sides:
         return None
     (a, field), b = sides[0], (sides[1][0] if len(sides) > 1 else sides[0][0])
-    batch = next((params[p.name] for p in spec.params if p.limit == "batch" and isinstance(params.get(p.name), int)), 1)
-    pixels = a * b * batch
+    def count(kind: str) -> int:
+        return next((params[p.name] for p in spec.params if p.limit == kind and isinstance(params.get(p.name), int)), 1)
+
+    batch, frames = count("batch"), count("frames")
+    pixels = a * b * batch * frames
     bound = limits.bound("pixels", None)
     if pixels <= bound:
         return None
-    what = f"a {a} x {b} picture is" if batch == 1 else f"{batch} pictures of {a} x {b} are"
+    n, noun = (batch * frames, "frames" if frames > 1 else "pictures")
+    what = f"a {a} x {b} picture is" if n == 1 else f"{n} {noun} of {a} x {b} are"
     return field, (f"{what} {pixels:,} pixels, over the limit of {bound:,} pixels at once; make it smaller, "
                    f"or if this machine can take it, run with --limit pixels={pixels}")
 

@@ -156,6 +156,12 @@ def _pan(photo: torch.Tensor, count: int, zoom: float = 1.25) -> torch.Tensor:
     return torch.stack(out).clamp_(0, 1)
 
 
+# ffmpeg follows playlists (HLS .m3u8) and concat lists to other files: a hostile "video" in the
+# recipe's folder could read any video on the machine. Only plain containers, from local files.
+_SAFE_INPUT = ("-protocol_whitelist", "file",
+               "-format_whitelist", "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpeg,mpegts,ogg,flv,gif")
+
+
 def _read_video(path: Path, limit: int, every: int, node_id: str) -> tuple[list[torch.Tensor], float]:
     """Frames [1, 3, H, W] of an MP4/MOV/WebM (ffmpeg) or an animated GIF/WebP (Pillow), and the rate."""
     frames: list[torch.Tensor] = []
@@ -182,7 +188,7 @@ def _read_video(path: Path, limit: int, every: int, node_id: str) -> tuple[list[
     import imageio_ffmpeg
 
     try:
-        reader = imageio_ffmpeg.read_frames(str(path))
+        reader = imageio_ffmpeg.read_frames(str(path), input_params=list(_SAFE_INPUT))
         meta = reader.__next__()
         w, h = meta["size"]
         for k, raw in enumerate(reader):
@@ -193,7 +199,8 @@ def _read_video(path: Path, limit: int, every: int, node_id: str) -> tuple[list[
                 break
         reader.close()
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        raise NodeError(f"{path.name} could not be read as a video ({exc})", node_id) from None
+        raise NodeError(f"{path.name} could not be read as a video ({exc}); dreamnodes reads video files "
+                        "(MP4, MOV, MKV, WebM, AVI, MPEG, Ogg), not playlists or lists of other files", node_id) from None
     return frames, float(meta.get("fps") or 24.0) / every
 
 

@@ -133,6 +133,22 @@ def _png_with_recipe(box: Sandbox, name: str, recipe: str, **kw) -> Path:
     return box.write(name, _png(_itxt("dreamnodes:recipe", recipe), **kw))
 
 
+def _playlist_attack(box: Sandbox) -> Path:
+    """A 'video' in the recipe's folder that is an HLS playlist of a private video outside it."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    import numpy as np
+
+    writer = imageio_ffmpeg.write_frames(str(box.outside / "private.mp4"), (16, 16), fps=4, macro_block_size=1)
+    writer.send(None)
+    for k in range(3):
+        writer.send(np.full((16, 16, 3), 60 * k, np.uint8).tobytes())
+    writer.close()
+    box.write("clip.m3u8", "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n../outside/private.mp4\n#EXT-X-ENDLIST\n")
+    return box.write("video.yaml", "dreamnodes: 1\nnodes:\n  clip: {type: video.load, params: {source: clip.m3u8, "
+                                   "frames: 3, size: 16}}\n  out: {type: video.save, inputs: {frames: clip}, "
+                                   "params: {path: leak.gif}}\n")
+
+
 class _Evil:
     """Unpickling this runs tinynodes.mark_executed: a stand-in for os.system."""
 
@@ -305,6 +321,10 @@ CASES = [
                                               "{type: image.solid, params: {width: 8, height: 8}}",
                                               "{type: image.load, params: {source: huge.png}}")))[1],
          NodeError, ("huge.png declares a picture far larger", "16384 px on a side")),
+    Case("video_playlist_of_a_file_outside", _playlist_attack, NodeError,
+         ("clip.m3u8 could not be read as a video", "not playlists or lists of other files")),
+    Case("long_big_video", "long_big_video.yaml", RecipeError,
+         ("100000 frames of 1024 x 1024 are 104,857,600,000 pixels", "--limit pixels="), field=("clip", "size")),
     # pictures carrying recipes
     Case("png_python_tag", lambda b: _png_with_recipe(
         b, "evil.png", "dreamnodes: 1\nname: !!python/object/apply:tinynodes.mark_executed [png]\nnodes: {}\n"),
