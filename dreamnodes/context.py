@@ -108,6 +108,8 @@ class Context:
         candidates, inside, roots = input_candidates(path, self.input_roots)
         for c in inside:
             if c.exists():
+                if not c.is_file():  # a folder, a device, a pipe that would block the run forever
+                    raise NodeError(f"input {path!r} is not a regular file", self.node_id)
                 return c
         if not inside:
             raise NodeError(outside_message(path, roots), self.node_id)

@@ -51,7 +51,13 @@ class RecipeError(DreamError):
         self.problems = list(problems)
         n = len(self.problems)
         head = "1 problem" if n == 1 else f"{n} problems"
-        super().__init__(f"{head} in the recipe:\n" + "\n".join(f"  {p}" for p in self.problems))
+        shown = [f"  {p}" for p in self.problems[:self.SHOWN]]
+        if n > self.SHOWN:
+            shown.append(f"  ... and {n - self.SHOWN} more; fix these first")
+        super().__init__(f"{head} in the recipe:\n" + "\n".join(shown))
+
+    #: problems listed in the message (all of them stay in `problems`)
+    SHOWN = 100
 
 
 class UsageError(DreamError):

@@ -20,6 +20,9 @@ from dreamnodes.spec import DEFAULT_LIMITS, Limits, NodeSpec
 from .recipe import Recipe, Ref
 
 
+MAX_PROBLEMS = 500
+
+
 def _hint(word: str, options) -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
@@ -79,6 +82,9 @@ def validate(recipe: Recipe, registry: Mapping[str, NodeSpec], limits: Limits | 
     problems: list[Problem] = list(recipe.problems)
     resolved: dict[str, dict[str, Any]] = {}
     for nid, n in recipe.nodes.items():
+        if len(problems) >= MAX_PROBLEMS:  # a recipe this broken: stop early, report what was found
+            problems.insert(0, recipe.problem(f"validation stopped after {MAX_PROBLEMS} problems; fix these first"))
+            raise RecipeError(problems)
         base = ("nodes", nid)
         spec = registry.get(n.type)
         if spec is None:

@@ -93,7 +93,7 @@ class Sandbox:
                 if p == self.out:
                     continue
                 st = p.lstat()
-                kind = "link" if p.is_symlink() else ("dir" if p.is_dir() else "file")
+                kind = "link" if p.is_symlink() else ("dir" if p.is_dir() else "file" if p.is_file() else "other")
                 data = p.read_bytes() if kind == "file" else b""
                 seen[str(p.relative_to(self.root))] = (kind, st.st_size, st.st_mtime_ns, zlib.crc32(data))
         return seen
@@ -271,6 +271,12 @@ CASES = [
                                                                "--limit frames=10000000"), field=("walk", "frames")),
     Case("absurd_batch", "absurd_batch.yaml", RecipeError, ("over the limit of 4,096 pictures in a batch",
                                                              "--limit batch=1000000"), field=("pics", "batch_size")),
+    Case("thousands_of_broken_nodes", lambda b: b.write("many.yaml", "dreamnodes: 1\nnodes:\n" + "".join(
+        f"  n{i}: {{type: image.solidd}}\n" for i in range(3000))), RecipeError,
+         ("validation stopped after 500 problems; fix these first", "... and 401 more; fix these first")),
+    Case("input_is_a_pipe", lambda b: (os.mkfifo(b.recipes / "pipe.png"), b.write("in.yaml", TINY.replace(
+        "{type: image.solid, params: {width: 8, height: 8}}", "{type: image.load, params: {source: pipe.png}}")))[1],
+         NodeError, ("input 'pipe.png' is not a regular file",)),
     # graphs that do not flow
     Case("cycle", "cycle.yaml", RecipeError, ("the nodes form a cycle (a -> b -> a)",)),
     Case("cycle_long", "cycle_long.yaml", RecipeError, ("the nodes form a cycle (n0 -> n4 -> n3 -> n2 -> n1 -> n0)",)),
