@@ -15,7 +15,8 @@ ratios against a baseline measured in the same run, on the same machine.
    straightforward way (full forward with a hook, unfrozen model,
    `loss.backward()`); target runtime / plain <= 0.6. And versus the FLOP
    bound of the machine (FLOPs of the steps / measured matmul FLOP/s);
-   target <= 2.5.
+   target <= 2.5; and versus the roofline (per operator, the larger of its
+   FLOP time and its memory-traffic time at the measured copy bandwidth).
 
 Variants are interleaved and medians reported, to damp drift; each table
 says how busy other processes kept the machine meanwhile (on a busy machine,
@@ -41,7 +42,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch.utils import flop_counter
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from dreamnodes import Context, node
 from dreamnodes.graphs import Recipe, RecipeNode, Ref, load_recipe
@@ -378,20 +380,60 @@ def _conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding,
     return grad_input + grad_weight // groups
 
 
-def step_flops(fn) -> int:
-    mapping = {torch.ops.aten.convolution_backward: _conv_backward_flop}
-    with FlopCounterMode(display=False, custom_mapping=mapping) as fc:
+class Cost(TorchDispatchMode):
+    """FLOPs and memory traffic of every operator a function runs.
+
+    Traffic: the bytes of an operator's tensor arguments and results (each read or written once;
+    views move nothing). Per operator, the roofline time is max(FLOPs / matmul rate, bytes /
+    memory bandwidth): a convolution with many channels is bound by arithmetic, a depthwise
+    convolution or an activation by memory.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[tuple[int, int]] = []  # (flops, bytes)
+        self.formulas = dict(flop_counter.flop_registry)
+        self.formulas[torch.ops.aten.convolution_backward] = flop_counter.shape_wrapper(_conv_backward_flop)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if not func.is_view:
+            tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
+            formula = self.formulas.get(func._overloadpacket)
+            flops = formula(*args, **kwargs, out_val=out) if formula else 0
+            self.ops.append((int(flops), sum(t.numel() * t.element_size() for t in tensors)))
+        return out
+
+    @property
+    def flops(self) -> int:
+        return sum(f for f, _ in self.ops)
+
+    @property
+    def bytes(self) -> int:
+        return sum(b for _, b in self.ops)
+
+    def roofline_s(self, peak: float, bandwidth: float) -> float:
+        return sum(max(f / peak, b / bandwidth) for f, b in self.ops)
+
+
+def step_cost(fn) -> Cost:
+    with Cost() as cost:
         fn()
-    return fc.get_total_flops()
+    return cost
 
 
-def runtime_step_flops(objective, h: int, w: int) -> int:
+def step_flops(fn) -> int:
+    return step_cost(fn).flops
+
+
+def runtime_step_cost(objective, h: int, w: int) -> Cost:
     """One runtime step: jitter, forward only as deep as `capture` goes, input gradient."""
     def step():
         x = torch.rand(1, 3, h, w, requires_grad=True)
         score = objective.fn(capture(objective.model, torch.roll(x, (3, 5), (2, 3)), objective.layers))
         torch.autograd.grad(score.sum(), x)
-    return step_flops(step)
+    return step_cost(step)
 
 
 def plain_step_flops(model, layer: str, h: int, w: int) -> int:
@@ -410,6 +452,15 @@ def plain_step_flops(model, layer: str, h: int, w: int) -> int:
         model.zero_grad(set_to_none=True)
 
 
+def bandwidth(quick: bool) -> float:
+    """Memory bandwidth in bytes/s: copying a 256 MB tensor (read + write)."""
+    a = torch.rand(64 * 2 ** 20)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    times = [timed(lambda: b.copy_(a))[0] for _ in range(5 if quick else 11)]
+    return 2 * a.numel() * a.element_size() / median(times)
+
+
 def matmul_flops(quick: bool) -> float:
     n = 2048
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -419,10 +470,10 @@ def matmul_flops(quick: bool) -> float:
     return 2 * n ** 3 / median(times)
 
 
-def bench_dream(quick: bool, peak: float) -> dict:
+def bench_dream(quick: bool, peak: float, bw: float) -> dict:
     reps = {"mobilenet_v2": 2 if quick else 3, "googlenet": 1 if quick else 3}
     out = {}
-    rows, rows_flops = [], []
+    rows, rows_flops, rows_roof = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         runner = Runner(use_cache=False, device="cpu", out_dir=tmp)
         for arch in MODELS:
@@ -436,7 +487,10 @@ def bench_dream(quick: bool, peak: float) -> dict:
             sizes = render_nodes.octave_sizes(img.shape[2], img.shape[3], dream["octaves"], dream["octave_scale"])
             # FLOPs of the steps, octave by octave; counting runs one real step per octave size of each
             # variant, which is also their warm-up (oneDNN primitives, allocator)
-            f_rt = sum(runtime_step_flops(objective, h, w) for h, w in sizes) * dream["steps"]
+            costs = [runtime_step_cost(objective, h, w) for h, w in sizes]
+            f_rt = sum(c.flops for c in costs) * dream["steps"]
+            b_rt = sum(c.bytes for c in costs) * dream["steps"]
+            roof = sum(c.roofline_s(peak, bw) for c in costs) * dream["steps"]
             f_pl = sum(plain_step_flops(model, layer, h, w) for h, w in sizes) * dream["steps"]
 
             def run_rt():
@@ -471,6 +525,8 @@ def bench_dream(quick: bool, peak: float) -> dict:
                          verdict(rt / pl, 0.6), f"{diff:.1e}"])
             rows_flops.append([label, f"{f_rt / 1e9:.1f}", f"{f_pl / 1e9:.1f}", ms(bound), f"{rt / bound:.2f}",
                                f"{node_t / bound:.2f}", verdict(rt / bound, 2.5)])
+            rows_roof.append([label, f"{b_rt / 1e9:.1f}", ms(bound), ms(b_rt / bw), ms(roof), f"{rt / roof:.2f}",
+                              f"{node_t / roof:.2f}"])
             out[arch] = {"layer": layer, "weights": weights, "octave_sizes": sizes, "repeats": reps[arch],
                          "plain_s": pl, "runtime_s": rt, "runtime_dream_node_s": node_t,
                          "plain_runs_s": t["pl"], "runtime_runs_s": t["rt"],
@@ -478,6 +534,8 @@ def bench_dream(quick: bool, peak: float) -> dict:
                          "ratio_runtime_over_plain": rt / pl, "ratio_runtime_over_plain_cpu": cpu_ratio,
                          "runtime_gflop": f_rt / 1e9, "plain_gflop": f_pl / 1e9, "flop_bound_s": bound,
                          "ratio_over_flop_bound": rt / bound, "dream_node_over_flop_bound": node_t / bound,
+                         "runtime_gbytes": b_rt / 1e9, "traffic_bound_s": b_rt / bw, "roofline_bound_s": roof,
+                         "ratio_over_roofline": rt / roof, "dream_node_over_roofline": node_t / roof,
                          "max_abs_pixel_diff": diff}
             del model
     n_steps = len(sizes) * dream["steps"]
@@ -489,13 +547,20 @@ def bench_dream(quick: bool, peak: float) -> dict:
           "  model and picture ready; runtime run: Runner.run of image.load, model.load, model.layer and\n"
           "  render.deepdream; dream node: the render node alone. (cpu time): the same ratio in process CPU\n"
           "  time (steadier on a busy machine with --threads 1). max |diff|: between the two pictures\n"
-          "  (same seed, same arithmetic: 0 expected).")
+          "  (same seed and steps; the runtime's BatchNorms are folded into its convolutions, so float\n"
+          "  rounding differs and the pictures may differ by a few levels).")
     table(f"3b. DeepDream versus the FLOP bound (float32 matmul: {peak / 1e9:.1f} GFLOP/s measured)",
           ["model, layer", "GFLOP runtime", "GFLOP plain", "bound", "run/bound", "node/bound", "<=2.5"],
           rows_flops)
-    print("  GFLOP: FlopCounterMode over one step per octave size x steps (runtime: forward only as deep as\n"
+    print("  GFLOP: torch's FLOP formulas over one step per octave size x steps (runtime: forward only as deep as\n"
           "  the layer, input gradient only; plain: full forward, weight gradients too, grouped convs'\n"
           "  weight gradients counted per group); bound = runtime GFLOP / matmul rate.")
+    table(f"3c. DeepDream versus the roofline (matmul {peak / 1e9:.1f} GFLOP/s, memory {bw / 1e9:.1f} GB/s measured)",
+          ["model, layer", "GB moved", "FLOP bound", "traffic bound", "roofline", "run/roof", "node/roof"],
+          rows_roof)
+    print("  Per operator of the runtime's steps: max(FLOPs / matmul rate, bytes read and written / copy\n"
+          "  bandwidth), summed. Depthwise convolutions and activations are bound by memory, which the\n"
+          "  FLOP bound alone ignores (MobileNetV2 is mostly such operators).")
     return out
 
 
@@ -505,6 +570,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=str(HERE / "results.json"), help="where to write the results")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: torch's choice, one per core); 1 is steadier on a busy machine")
+    ap.add_argument("--only", choices=["cheap_nodes", "recipe_overhead", "deepdream"], action="append",
+                    help="run just this part (repeatable)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -516,11 +583,13 @@ def main(argv=None) -> int:
                "threads": torch.get_num_threads(), "cores": os.cpu_count(), "python": platform.python_version(),
                "load_average_at_start": load_average()}
     for key, fn in (("cheap_nodes", bench_cheap), ("recipe_overhead", bench_recipe), ("deepdream", bench_dream)):
+        if args.only and key not in args.only:
+            continue
         with OtherLoad() as load:
             if key == "deepdream":
-                peak = matmul_flops(args.quick)
-                results["matmul_gflops"] = peak / 1e9
-                results[key] = fn(args.quick, peak)
+                peak, bw = matmul_flops(args.quick), bandwidth(args.quick)
+                results["matmul_gflops"], results["copy_gbytes_per_s"] = peak / 1e9, bw / 1e9
+                results[key] = fn(args.quick, peak, bw)
             else:
                 results[key] = fn(args.quick)
         results[key]["other_load_cores"] = load.cores

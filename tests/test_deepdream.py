@@ -111,7 +111,9 @@ def test_a_class_logit_objective_raises_that_logit(net, photo):
 
 def test_the_forward_pass_stops_at_the_needed_layer(net, photo):
     seen = []
-    handle = net.module.classifier.register_forward_hook(lambda *a: seen.append(1))
+    run = model_nodes.module_for(net, ("features.10",))
+    assert run is model_nodes.module_for(net, ("logits",))
+    handle = run.classifier.register_forward_hook(lambda *a: seen.append(1))
     try:
         capture(net, photo.pixels, ("features.10",))
         assert seen == []
@@ -119,6 +121,38 @@ def test_the_forward_pass_stops_at_the_needed_layer(net, photo):
         assert seen == [1]
     finally:
         handle.remove()
+
+
+def test_the_fast_copy_folds_batchnorm_and_keeps_every_layer(net, photo):
+    """capture runs a copy with BatchNorms folded into their convolutions, channels-last: same
+    layer paths, same activations (to float rounding); a folded convolution's own output is
+    still the raw convolution's, read from the original module."""
+    fast = model_nodes.module_for(net, ("features.10",))
+    assert fast is not net.module
+    assert [p for p, _ in fast.named_modules()] == [p for p, _ in net.module.named_modules()]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules()) == 0
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.module.modules()) == 52
+    with torch.no_grad():
+        for path in ("features.3", "features.10", "features.13.conv.0.1", "logits"):
+            got = capture(net, photo.pixels, (path,))[path]
+            modules = dict(net.module.named_modules())
+            ref = {}
+            h = modules[path].register_forward_hook(lambda _m, _i, out: ref.setdefault("a", out)) \
+                if path != "logits" else None
+            out = net.module(net.normalize(photo.pixels))
+            want = ref["a"] if h else out
+            if h:
+                h.remove()
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max())), path
+        conv = "features.13.conv.0.0"
+        assert model_nodes.module_for(net, (conv,)) is net.module
+        raw = capture(net, photo.pixels, (conv,))[conv]
+        ref = {}
+        h = dict(net.module.named_modules())[conv].register_forward_hook(lambda _m, _i, out: ref.setdefault("a", out))
+        net.module(net.normalize(photo.pixels))
+        h.remove()
+        # the same module, with the input channels-last: equal up to float rounding
+        assert torch.allclose(raw, ref["a"], rtol=1e-5, atol=1e-5 * float(ref["a"].abs().max()))
 
 
 def test_same_seed_same_pixels(net, photo):

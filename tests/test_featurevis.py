@@ -438,8 +438,8 @@ def test_split_targets_put_each_class_in_its_half(mobilenet):
     labels, regions = target["labels"], target["regions"]
     assert regions == ["top", "bottom"]
     ctx = Context(seed=0)
-    obj = O.class_map(mobilenet, ctx, labels=labels, regions=regions)
-    out = R.optimize(obj, ctx, P.fft(), [T.jitter(4), T.scale(0.95, 1.05)], steps=30, step_size=0.08,
+    obj = O.class_map(mobilenet, ctx, labels=labels, regions=regions, contrast=target.get("contrast", 0.0))
+    out = R.optimize(obj, ctx, P.fft(), [T.jitter(4), T.scale(0.95, 1.05)], steps=60, step_size=0.08,
                      width=192, height=192)
     maps = O.class_logit_maps(mobilenet, out.image.pixels).detach()  # [1, 1000, 6, 6]
     a, b = (O._class_indices(mobilenet, labels, None, "t"))
