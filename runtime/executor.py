@@ -43,7 +43,7 @@ from dreamnodes.graphs.validate import resolve_output, to_digraph, validate
 
 from .cache import Cache, default_cache_dir, disk_cache_disabled_by_env, sweep_stale_staging
 from .checkpoints import NodeCheckpoints
-from .device import choose_device
+from .device import choose_device, keep_cpu_memory
 
 STAGING_PREFIX = ".dreamnodes-staging-"
 
@@ -102,6 +102,8 @@ class Runner:
         self.cache = cache
         self.use_cache = use_cache
         self.device = choose_device(device)
+        if self.device.type == "cpu":
+            keep_cpu_memory()
         self.out_dir = Path(out_dir)
         self.input_roots = tuple(Path(p) for p in input_roots)
         self.listeners = list(listeners)

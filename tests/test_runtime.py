@@ -376,3 +376,32 @@ def test_installed_wheel_runs_a_recipe(tmp_path):
                              "print(resources.files('dreamnodes.examples').joinpath('deepdream.yaml').is_file())"],
                             cwd=work, env=env, capture_output=True, text=True)
     assert listed.stdout.strip() == "True"
+
+
+ALLOC_PROBE = textwrap.dedent("""
+    import resource, sys, torch
+    from dreamnodes.runtime import Runner
+    Runner(use_cache=False, device="cpu", out_dir=sys.argv[1])
+    x = torch.empty(16 * 2 ** 20).fill_(1.0)  # 64 MB, above glibc's largest mmap threshold
+    del x
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):  # what a dream step does with its activations
+        x = torch.empty(16 * 2 ** 20).fill_(1.0)
+        del x
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the allocator tuning is glibc's")
+def test_a_cpu_runner_reuses_freed_tensor_memory(tmp_path):
+    """Large activations freed at the end of a step are reused by the next one, not mapped
+    afresh (which page-faults every 4 KB); DREAMNODES_CPU_ALLOCATOR=system turns it off."""
+    def faults(**env):
+        out = subprocess.run([PY, "-c", ALLOC_PROBE, str(tmp_path)], capture_output=True, text=True,
+                             env={**os.environ, **env}, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.split()[-1])
+    pages = 20 * 64 * 2 ** 20 // 4096  # 327,680 if every allocation were fresh
+    tuned, system = faults(), faults(DREAMNODES_CPU_ALLOCATOR="system")
+    assert system > pages // 2
+    assert tuned < pages // 20
