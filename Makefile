@@ -40,7 +40,7 @@ define apt_missing
 	fi
 endef
 
-.PHONY: setup run test bench bench-tiles examples zoom edit screenshot qt-libs qt-x11-libs xvfb clean
+.PHONY: setup run test bench bench-tiles bench-featurevis examples zoom edit screenshot qt-libs qt-x11-libs xvfb clean
 
 setup: $(STAMP) $(if $(findstring editor,$(EXTRAS)),qt-libs)
 
@@ -73,6 +73,10 @@ bench: $(STAMP)
 # tiled DeepDream at 1, 4, 16 MP and 5400x5400: time per megapixel and peak RSS (QUICK=1: up to 4 MP)
 bench-tiles: $(STAMP)
 	$(PY) bench/tiles.py $(if $(QUICK),--quick)
+
+# class visualization (examples/class_vis.yaml) at 224 and 512 px: steps/s, runtime vs a plain loop
+bench-featurevis: $(STAMP)
+	$(PY) bench/featurevis.py
 
 examples: $(STAMP)
 	$(PY) examples/make_gallery.py

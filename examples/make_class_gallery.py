@@ -14,6 +14,12 @@ with the same MobileNetV2:
 - the pixel standard deviation is at least 0.15 (a full tonal range, not a
   grey ghost).
 
+`--judge resnet50:IMAGENET1K_V2` (repeatable) also asks other ImageNet
+networks what they see in each picture: the probability and rank they give
+the class. Their weights are found as `model.load` finds them (offline
+first, then torchvision's download); a network whose weights cannot be had
+is reported as unavailable, not counted as a failure.
+
 It writes docs/gallery/<class>.png, the contact sheet docs/gallery/classes.png
 and docs/gallery/classes.json (the figures), prints a table, and exits with
 status 1 if any check fails.
@@ -30,6 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from dreamnodes import Context
+from dreamnodes.errors import DreamError
+from dreamnodes.nodes.model import load as load_model
 from dreamnodes.graphs import load_recipe
 from dreamnodes.nodes.grid import grid
 from dreamnodes.nodes.image import encode
@@ -64,6 +72,27 @@ def check(model: Model, pixels: torch.Tensor, k: int) -> dict:
             "shifted_prob_min": round(worst, 4), "std": round(float(pixels.std()), 4)}
 
 
+def load_judges(specs: list[str], device) -> dict[str, Model]:
+    """Other classifiers, 'arch' or 'arch:WEIGHTS'; those whose weights cannot be had are skipped."""
+    judges = {}
+    for spec in specs:
+        arch, _, weights = spec.partition(":")
+        try:
+            judges[spec] = load_model(Context(node_id=f"judge {spec}", device=device), arch=arch,
+                                      weights=weights or "DEFAULT")
+        except DreamError as exc:
+            print(f"judge {spec} unavailable: {exc}", file=sys.stderr)
+    return judges
+
+
+def judge(model: Model, pixels: torch.Tensor, label: str) -> dict:
+    """What another network makes of a picture: its probability and rank (1 = top) for the class."""
+    k = [c.lower() for c in model.categories].index(label.lower())
+    with torch.no_grad():
+        p = model.module(model.normalize(pixels)).softmax(1)[0]
+    return {"prob": round(float(p[k]), 4), "rank": int((p > p[k]).sum()) + 1}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--classes", default=",".join(CLASSES), help="comma-separated ImageNet class names")
@@ -72,12 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--judge", action="append", default=[], metavar="ARCH[:WEIGHTS]",
+                    help="another ImageNet network to ask (repeatable), e.g. resnet50:IMAGENET1K_V2")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # memory cache only: the model loads once, and every picture is really rendered
     runner = Runner(cache=Cache(default_cache_dir(), disk=False), device=args.device, out_dir=out,
                     listeners=[ProgressPrinter(quiet=True)])
+    judges = load_judges(args.judge, runner.device)
     rows, pictures = [], []
     for label in [c.strip() for c in args.classes.split(",") if c.strip()]:
         sets = [f"target.label={label}"]
@@ -98,11 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         row = {"class": label, "index": k, **check(model, image.pixels.to(runner.device), k),
                "seconds": round(seconds, 1)}
         row["ok"] = row["prob"] >= MIN_PROB and row["shifted_top1"] and row["std"] >= MIN_STD
+        if judges:
+            row["judges"] = {name: judge(m, image.pixels.to(runner.device), label) for name, m in judges.items()}
         rows.append(row)
         pictures.append(image)
         print(f"  {label:<14} p={row['prob']:.4f} shifted top-1={row['shifted_top1']} "
               f"(min p {row['shifted_prob_min']:.3f}) std={row['std']:.3f} {seconds:.0f}s"
               f"{'' if row['ok'] else '  FAILED'}", file=sys.stderr)
+        for name, verdict in row.get("judges", {}).items():
+            print(f"    {name}: p={verdict['prob']:.3f}, rank {verdict['rank']}", file=sys.stderr)
     sheet = grid(pictures, Context(), columns=5, padding=6, background="#181818",
                  labels=[f"{r['class']}  p={r['prob']:.2f}" for r in rows], label_color="#eeeeee",
                  label_height=24)
@@ -110,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "classes.json").write_text(json.dumps({
         "recipe": "examples/class_vis.yaml", "seed": args.seed, "steps": args.steps, "device": str(runner.device),
         "checks": {"min_prob": MIN_PROB, "shift_px": SHIFT, "rescale": RESCALE, "min_std": MIN_STD},
+        "judges": {spec: (spec in judges) for spec in args.judge},
         "classes": rows}, indent=2) + "\n")
     print(f"{'class':<14} {'prob':>7} {'shifted top-1':>14} {'min p':>7} {'std':>6} {'time':>6}")
     for r in rows:

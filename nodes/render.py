@@ -233,7 +233,8 @@ def dream(base: torch.Tensor, model, score_fn: ScoreFn, layers: tuple[str, ...],
 _ACTS: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
 PROBE_SIDE = 128
 BACKWARD_FACTOR = 2.5  # saved activations + their gradients alive at the peak of a backward pass
-PROCESS_BYTES = 900 * 1024**2  # torch, the model and its fast copy, before any picture
+PROCESS_BYTES = 1000 * 1024**2  # torch, the model and its fast copy, before any picture (and the heap
+#                                 the CPU allocator keeps for reuse: runtime/device.py)
 FULL_COPIES = 5  # full-size float arrays alive at a tiled step's peak (base, picture, gradient, spares)
 
 

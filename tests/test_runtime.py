@@ -382,12 +382,13 @@ ALLOC_PROBE = textwrap.dedent("""
     import resource, sys, torch
     from dreamnodes.runtime import Runner
     Runner(use_cache=False, device="cpu", out_dir=sys.argv[1])
-    x = torch.empty(16 * 2 ** 20).fill_(1.0)  # 64 MB, above glibc's largest mmap threshold
-    del x
+    def step():  # what a dream step does with its activations: many large blocks, all freed at the end
+        acts = [torch.empty(2 * 2 ** 20).fill_(1.0) for _ in range(16)]  # 16 x 8 MB
+        del acts
+    step()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(20):  # what a dream step does with its activations
-        x = torch.empty(16 * 2 ** 20).fill_(1.0)
-        del x
+    for _ in range(10):
+        step()
     print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """)
 
@@ -401,7 +402,7 @@ def test_a_cpu_runner_reuses_freed_tensor_memory(tmp_path):
                              env={**os.environ, **env}, timeout=120)
         assert out.returncode == 0, out.stderr
         return int(out.stdout.split()[-1])
-    pages = 20 * 64 * 2 ** 20 // 4096  # 327,680 if every allocation were fresh
+    pages = 10 * 16 * 8 * 2 ** 20 // 4096  # 327,680 if every block were fresh memory
     tuned, system = faults(), faults(DREAMNODES_CPU_ALLOCATOR="system")
     assert system > pages // 2
     assert tuned < pages // 20
