@@ -33,7 +33,7 @@ import torch
 
 from dreamnodes import __version__
 from dreamnodes import events as ev
-from dreamnodes.context import Context
+from dreamnodes.context import Context, input_candidates
 from dreamnodes.errors import Cancelled, DreamError, NodeError, Problem, RecipeError
 from dreamnodes.registry import load_all
 from dreamnodes.spec import Limits, NodeSpec
@@ -71,6 +71,40 @@ def cache_key(spec: NodeSpec, params: dict[str, Any], seed: int | None, input_ke
         "params": _jsonable(params), "seed": seed, "inputs": input_keys, "extra": extra,
     }, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+HASHED_INPUT_BYTES = 256 * 1024**2  # input files up to this size are keyed by their contents
+
+
+def input_files(spec: NodeSpec, params: dict[str, Any], roots) -> dict[str, Any]:
+    """What the files a node reads are, for its cache key: {param: identity}.
+
+    A recipe names its inputs relative to its own folder, so the same `source: photo.png` in
+    two folders is two different pictures, and an edited file is a new one. The identity is the
+    SHA-256 of the file (up to HASHED_INPUT_BYTES; above, its resolved path, size and
+    modification time), found as `Context.input_path` finds it; a missing file is keyed as
+    missing, so it can never match a cached result. Bundled samples are keyed by name.
+    """
+    out: dict[str, Any] = {}
+    for p in spec.params:
+        value = params.get(p.name)
+        if p.kind != "path" or not isinstance(value, str) or value.startswith("sample:"):
+            continue
+        _, inside, _ = input_candidates(value, roots)
+        found = next((c for c in inside if c.is_file()), None)
+        if found is None:
+            out[p.name] = "missing"
+            continue
+        st = found.stat()
+        if st.st_size <= HASHED_INPUT_BYTES:
+            h = hashlib.sha256()
+            with open(found, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            out[p.name] = h.hexdigest()
+        else:
+            out[p.name] = [str(found), st.st_size, st.st_mtime_ns]
+    return out
 
 
 @dataclass
@@ -202,10 +236,13 @@ class Runner:
         inputs, input_keys = self._inputs(recipe, nid, spec, result)
         explicit = params.get("seed")
         seed = explicit if isinstance(explicit, int) else node_seed(recipe.seed, nid)
-        extra = None
+        extra = {}
+        files = input_files(spec, params, roots)
+        if files:
+            extra["files"] = files
         if spec.writes:  # the embedded recipe and the destination are part of what is written
-            extra = [hashlib.sha256(recipe_text().encode()).hexdigest(), str(self.out_dir.resolve())]
-        key = cache_key(spec, params, seed if spec.random else None, input_keys, extra)
+            extra["writes"] = [hashlib.sha256(recipe_text().encode()).hexdigest(), str(self.out_dir.resolve())]
+        key = cache_key(spec, params, seed if spec.random else None, input_keys, extra or None)
         result.keys[nid] = key
         self.emit(ev.NodeStarted(nid, spec.type_name))
 
@@ -295,20 +332,19 @@ class Runner:
                 provenance["weights"][nid] = wid
 
     def _commit(self, staging: Path) -> list[Path]:
-        """Move staged files to their places in the output folder."""
+        """Move staged files to their places in the output folder.
+
+        Every destination is checked (and its folders made, one level at a time, never through
+        a link that leads out of the output folder) before the first file moves, so a refused
+        file leaves the others unwritten too.
+        """
         root = self.out_dir.resolve()
-        moved = []
+        plan = []
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             rel = path.relative_to(staging)
-            final = root / rel
-            try:
-                final.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise NodeError(f"cannot make the folder for {rel} in the output folder ({exc.strerror or exc}); "
-                                "a file may stand where a folder should") from None
-            real = final.parent.resolve() / final.name
-            if root not in real.parents:
-                raise NodeError(f"refusing to write {rel}: a link in the output folder leads outside it")
+            plan.append((path, rel, _folder_inside(root, rel.parent, rel) / rel.name))
+        moved = []
+        for path, rel, real in plan:
             try:
                 os.replace(path, real)
             except OSError as exc:
@@ -316,6 +352,27 @@ class Runner:
                                 "is there a folder of that name?") from None
             moved.append(real)
         return moved
+
+
+def _folder_inside(root: Path, rel: Path, what: Path) -> Path:
+    """The real folder root/rel, made as needed; refused if any part of it leads outside root."""
+    here = root
+    for part in rel.parts:
+        here = here / part
+        if not (here.exists() or here.is_symlink()):
+            try:
+                here.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise NodeError(f"cannot make the folder for {what} in the output folder "
+                                f"({exc.strerror or exc}); a file may stand where a folder should") from None
+        real = here.resolve()
+        if real != root and root not in real.parents:
+            raise NodeError(f"refusing to write {what}: a link in the output folder leads outside it")
+        if not real.is_dir():
+            raise NodeError(f"cannot make the folder for {what} in the output folder: a file may stand "
+                            "where a folder should")
+        here = real
+    return here
 
 
 class _Lazy:

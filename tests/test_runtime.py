@@ -406,3 +406,37 @@ def test_a_cpu_runner_reuses_freed_tensor_memory(tmp_path):
     tuned, system = faults(), faults(DREAMNODES_CPU_ALLOCATOR="system")
     assert system > pages // 2
     assert tuned < pages // 20
+
+
+def test_the_same_file_name_in_two_folders_is_two_pictures(tmp_path):
+    """A recipe's `source: photo.png` means the file next to that recipe: another folder's photo
+    of the same name, or an edited photo, is never answered from the cache."""
+    from dreamnodes.graphs import load_recipe
+
+    text = textwrap.dedent("""
+        dreamnodes: 1
+        nodes:
+          photo: {type: image.load, params: {source: photo.png, size: 16}}
+    """)
+    colours = {"red": (255, 0, 0), "blue": (0, 0, 255)}
+    for name, rgb in colours.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "r.yaml").write_text(text)
+        PILImage.new("RGB", (16, 16), rgb).save(tmp_path / name / "photo.png")
+    runner = Runner(cache=Cache(tmp_path / "cache"), out_dir=tmp_path / "out")
+
+    def mean_rgb(folder):
+        res = runner.run(load_recipe(tmp_path / folder / "r.yaml"))
+        return res, [round(float(c)) for c in res.output("photo").pixels.mean((0, 2, 3)) * 255]
+
+    assert mean_rgb("red")[1] == [255, 0, 0]
+    res, rgb = mean_rgb("blue")
+    assert rgb == [0, 0, 255] and res.ran == ["photo"]
+    res, _ = mean_rgb("blue")
+    assert res.cached == ["photo"]  # unchanged: from the cache
+    PILImage.new("RGB", (16, 16), (0, 255, 0)).save(tmp_path / "blue" / "photo.png")
+    res, rgb = mean_rgb("blue")
+    assert rgb == [0, 255, 0] and res.ran == ["photo"]
+    (tmp_path / "blue" / "photo.png").unlink()
+    with pytest.raises(NodeError, match="does not exist"):
+        runner.run(load_recipe(tmp_path / "blue" / "r.yaml"))

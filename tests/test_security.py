@@ -297,6 +297,9 @@ CASES = [
     Case("out_symlink_dir", lambda b: (os.symlink(b.outside, b.out / "evil"),
                                        b.write("link.yaml", TINY.replace("out.png", "evil/x.png")))[1],
          NodeError, ("a link in the output folder leads outside it",)),
+    Case("out_symlink_dir_nested", lambda b: (os.symlink(b.outside, b.out / "evil"),
+                                              b.write("link.yaml", TINY.replace("out.png", "evil/new/x.png")))[1],
+         NodeError, ("a link in the output folder leads outside it",)),
     Case("out_symlink_file", lambda b: (os.symlink(b.outside / "target.png", b.out / "out.png"),
                                         b.write("tiny.yaml", TINY))[1],
          None, writes=("out.png",)),
@@ -440,7 +443,8 @@ def test_hostile_input(case: Case, sandbox: Sandbox, capsys):
     # the output folder holds exactly the expected files: no partial or staged ones
     written = sorted(str(p.relative_to(sandbox.out)) for p in sandbox.out.rglob("*")
                      if p.is_file() or p.is_symlink())
-    preexisting = {"out_symlink_dir": {"evil"}, "out_folder_is_a_file": {"sub"}}.get(case.id, set())
+    preexisting = {"out_symlink_dir": {"evil"}, "out_symlink_dir_nested": {"evil"},
+                   "out_folder_is_a_file": {"sub"}}.get(case.id, set())
     assert sorted(set(written) - preexisting) == sorted(case.writes), written
     assert not [p for p in sandbox.out.iterdir() if p.name.startswith(".dreamnodes-staging")]
 
