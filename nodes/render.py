@@ -276,7 +276,14 @@ def available_bytes(device: torch.device) -> tuple[int, str]:
     """(bytes the run may use, where the figure comes from); DREAMNODES_MEMORY_LIMIT_MB overrides."""
     env = os.environ.get("DREAMNODES_MEMORY_LIMIT_MB", "").strip()
     if env:
-        return int(float(env) * 1024**2), "DREAMNODES_MEMORY_LIMIT_MB"
+        try:
+            mb = float(env)
+        except ValueError:
+            mb = -1.0
+        if not mb > 0:  # also refuses nan
+            raise NodeError(f"DREAMNODES_MEMORY_LIMIT_MB must be a number of megabytes above 0, got {env!r}; "
+                            "set it to, say, 8000, or unset it to use the memory the machine has free")
+        return int(mb * 1024**2), "DREAMNODES_MEMORY_LIMIT_MB"
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free), f"free memory of {device}"
@@ -294,13 +301,23 @@ def gb(b: float) -> str:
 
 
 def check_dream_memory(what: str, device: torch.device, batch: int, height: int, width: int, tile: int,
-                       overlap: int, model, layers: tuple[str, ...], node_id: str | None) -> int:
-    """Refuse, before anything runs, a dream that would not fit; returns the estimate in bytes."""
+                       overlap: int, model, layers: tuple[str, ...], node_id: str | None,
+                       kept_frames: int = 0) -> int:
+    """Refuse, before anything runs, a dream that would not fit; returns the estimate in bytes.
+
+    `kept_frames`: pictures of this size the node keeps until it returns (a zoom's or a video's
+    frames), counted twice: the list of frames and the stacked result exist together at the end.
+    """
     act = activation_bytes_per_pixel(model, layers)
-    need = dream_peak_bytes(batch, height, width, tile, overlap, act)
+    frames_bytes = 2 * kept_frames * 3 * height * width * 4
+    need = dream_peak_bytes(batch, height, width, tile, overlap, act) + frames_bytes
     limit, source = available_bytes(device)
     if need <= limit:
         return need
+    if frames_bytes > 0.5 * limit:
+        raise NodeError(f"{what} would keep {kept_frames} frames of {width}x{height}, about {gb(frames_bytes)} of "
+                        f"memory, but only {gb(limit)} is available ({source}); make fewer frames (`frames`, "
+                        "`between`) or smaller ones. Set DREAMNODES_MEMORY_LIMIT_MB to change the limit.", node_id)
     t = effective_tile(tile, height, width)
     now = f"in tiles of {t} px" if t else "whole (untiled)"
     fits = [c for c in (1024, 768, 512, 384, 256, 192, 128, 96, 64)

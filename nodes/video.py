@@ -162,9 +162,30 @@ _SAFE_INPUT = ("-protocol_whitelist", "file",
                "-format_whitelist", "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpeg,mpegts,ogg,flv,gif")
 
 
-def _read_video(path: Path, limit: int, every: int, node_id: str) -> tuple[list[torch.Tensor], float]:
-    """Frames [1, 3, H, W] of an MP4/MOV/WebM (ffmpeg) or an animated GIF/WebP (Pillow), and the rate."""
+def _check_frame_memory(path: Path, width: int, height: int, count: int, size: int | None, node_id: str) -> None:
+    """Refuse, before decoding, frames that would not fit in memory (as float pictures)."""
+    from .render import available_bytes, gb
+
+    scale = 1.0 if size is None else size / max(width, height)  # as fit_size scales the longer side
+    need = count * 3 * 4 * (width * scale) * (height * scale) + 2 * 3 * 4 * width * height  # + one decoded frame
+    limit, source = available_bytes(torch.device("cpu"))
+    if need > limit:
+        raise NodeError(f"{count} frames of {path.name} ({width}x{height}) at size {size} need about {gb(need)} of "
+                        f"memory, but only {gb(limit)} is available ({source}); lower `frames` or `size`, or "
+                        "raise `every`", node_id)
+
+
+def _read_video(path: Path, limit: int, every: int, size: int | None,
+                node_id: str) -> tuple[list[torch.Tensor], float]:
+    """Frames [1, 3, h, w] of an MP4/MOV/WebM (ffmpeg) or an animated GIF/WebP (Pillow), and the rate.
+
+    Each frame is scaled to `size` as soon as it is decoded, so memory follows `size` and not
+    the video's own resolution; what would not fit is refused before decoding.
+    """
     frames: list[torch.Tensor] = []
+
+    def keep(frame: torch.Tensor) -> None:  # [1, 3, H, W] -> scaled to `size`
+        frames.append(fit_size(frame, size, None, None, "cover"))
     suffix = path.suffix.lower()
     if suffix in (".gif", ".webp"):
         from PIL import Image as PILImage, ImageSequence
@@ -174,9 +195,11 @@ def _read_video(path: Path, limit: int, every: int, node_id: str) -> tuple[list[
         try:
             with PILImage.open(path) as im:
                 duration = im.info.get("duration") or 100
+                count = min(limit, -(-getattr(im, "n_frames", 1) // every))
+                _check_frame_memory(path, im.width, im.height, count, size, node_id)
                 for k, fr in enumerate(ImageSequence.Iterator(im)):
                     if k % every == 0:
-                        frames.append(to_tensor(fr.convert("RGB")))
+                        keep(to_tensor(fr.convert("RGB")))
                     if len(frames) >= limit:
                         break
         except OSError as exc:
@@ -191,10 +214,11 @@ def _read_video(path: Path, limit: int, every: int, node_id: str) -> tuple[list[
         reader = imageio_ffmpeg.read_frames(str(path), input_params=list(_SAFE_INPUT))
         meta = reader.__next__()
         w, h = meta["size"]
+        _check_frame_memory(path, w, h, limit, size, node_id)
         for k, raw in enumerate(reader):
             if k % every == 0:
                 arr = np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
-                frames.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0))
+                keep(torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0))
             if len(frames) >= limit:
                 break
         reader.close()
@@ -228,8 +252,8 @@ def load(ctx: Context, source: InPath = "sample:chelsea",
         rate = 12.0
     else:
         path = ctx.input_path(source)
-        got, rate = _read_video(path, frames, every, ctx.node_id)
+        got, rate = _read_video(path, frames, every, size, ctx.node_id)
         if not got:
             raise NodeError(f"{path.name} has no frames", ctx.node_id)
-        pixels = torch.cat([fit_size(f, size, None, None, "cover") for f in got])
+        pixels = torch.cat(got)
     return Frames(pixels.contiguous(), fps or rate)

@@ -105,10 +105,13 @@ def _objective(objective: Objective, guide: Optional[Image], device):
 
 def _frame_memory(what: str):
     def estimate(ctx: Context, objective: Objective, image: Image | None = None, frames=None, tile: int = 0,
-                 tile_overlap: int = 64, **_) -> int:
-        p = image.pixels if isinstance(image, Image) else frames.pixels
+                 tile_overlap: int = 64, between: int = 0, **_) -> int:
+        if isinstance(image, Image):  # render.zoom: `frames` dreamed frames and the in-betweens
+            p, kept = image.pixels, frames + (frames - 1) * between
+        else:  # render.video_dream: one dreamed frame per input frame
+            p, kept = frames.pixels, frames.pixels.shape[0]
         return render.check_dream_memory(what, ctx.device, 1, p.shape[2], p.shape[3], tile, tile_overlap,
-                                         objective.model, objective.layers, ctx.node_id)
+                                         objective.model, objective.layers, ctx.node_id, kept_frames=kept)
 
     return estimate
 

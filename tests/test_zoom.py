@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dreamnodes import Context, events as ev
-from dreamnodes.errors import Cancelled
+from dreamnodes.errors import Cancelled, NodeError
 from dreamnodes.graphs import parse_recipe
 from dreamnodes.nodes import image as image_nodes
 from dreamnodes.nodes import model as model_nodes
@@ -188,3 +188,30 @@ def test_the_example_recipes_run_small(tmp_path, name, sets, outputs):
     for out in outputs:
         if out.endswith(".mp4"):
             assert frame_count(tmp_path / "o" / out) == {"infinite_zoom.mp4": 3 + 2 * 3}.get(out, 3)
+
+
+def test_a_zoom_too_long_to_keep_in_memory_is_refused_before_it_dreams(tmp_path, counted, monkeypatch):
+    """Thousands of frames times many in-betweens are refused up front, naming what to lower,
+    and a bad memory-limit setting is named too."""
+    recipe = ZOOM.replace("frames: 5,", "frames: 10000,").replace("between: 1,", "between: 120,")
+    runner = Runner(cache=Cache(tmp_path / "cache"), out_dir=tmp_path / "out")
+    with pytest.raises(NodeError, match=r"would keep 1209880 frames of 64x\d+.*make fewer frames"):
+        runner.run(parse_recipe(recipe))
+    assert counted == [] and not (tmp_path / "out" / "zoom.mp4").exists()
+    monkeypatch.setenv("DREAMNODES_MEMORY_LIMIT_MB", "lots")
+    with pytest.raises(NodeError, match="DREAMNODES_MEMORY_LIMIT_MB must be a number of megabytes"):
+        runner.run(parse_recipe(ZOOM))
+
+
+def test_video_frames_are_scaled_as_they_are_decoded_and_refused_when_too_many(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    shots = [PILImage.new("RGB", (200, 100), (10 * k, 0, 0)) for k in range(20)]
+    shots[0].save(tmp_path / "clip.gif", save_all=True, append_images=shots[1:], duration=50)
+    ctx = Context(node_id="clip", input_roots=(tmp_path,))
+    got = video.load(ctx, source="clip.gif", frames=20, size=32)
+    assert tuple(got.pixels.shape) == (20, 3, 16, 32)
+    monkeypatch.setenv("DREAMNODES_MEMORY_LIMIT_MB", "1")  # 20 full-size frames are 4.8 MB
+    with pytest.raises(NodeError, match="20 frames of clip.gif .200x100. at size None need about"):
+        video.load(ctx, source="clip.gif", frames=20, size=None)
+    assert video.load(ctx, source="clip.gif", frames=20, size=32).pixels.shape[0] == 20
