@@ -144,16 +144,19 @@ class Objective(Socket):
 
     `fn` receives {layer path: activation} and returns one score per batch
     item ([N]). Objectives form an algebra: `a + b`, `a - b`, `2 * a`, `-a`.
+    `positional`: the score depends on where things are in the whole picture
+    (a neuron at x, y; a class in a region), so it cannot be computed tile by tile.
     """
 
     color: ClassVar[str] = "#e06060"
 
     def __init__(self, model: Model, layers: Iterable[str],
-                 fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], name: str):
+                 fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], name: str, positional: bool = False):
         self.model = model
         self.layers = tuple(dict.fromkeys(layers))
         self.fn = fn
         self.name = name
+        self.positional = positional
 
     def __call__(self, acts: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.fn(acts)
@@ -166,7 +169,7 @@ class Objective(Socket):
             raise ValueError("objectives over different models cannot be combined")
         return Objective(self.model, self.layers + other.layers,
                          lambda acts: op(self.fn(acts), other.fn(acts)),
-                         f"({self.name} {sym} {other.name})")
+                         f"({self.name} {sym} {other.name})", self.positional or other.positional)
 
     def __add__(self, other: "Objective") -> "Objective":
         return self._combine(other, lambda a, b: a + b, "+")
@@ -176,7 +179,8 @@ class Objective(Socket):
 
     def __mul__(self, k: float) -> "Objective":
         k = float(k)
-        return Objective(self.model, self.layers, lambda acts: k * self.fn(acts), f"{k:g}*{self.name}")
+        return Objective(self.model, self.layers, lambda acts: k * self.fn(acts), f"{k:g}*{self.name}",
+                         self.positional)
 
     __rmul__ = __mul__
 

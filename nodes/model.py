@@ -496,4 +496,4 @@ def layer(model: Model, ctx: Context, path: str = "features.10",
     else:
         fn = lambda acts: red(acts[path])
         name = path
-    return Objective(model, (path,), fn, name)
+    return Objective(model, (path,), fn, name, positional=x is not None)

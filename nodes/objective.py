@@ -80,7 +80,7 @@ def neuron(model: Model, ctx: Context, path: str = "features.12.conv.0",
         if channel >= _channels(model, path):
             raise NodeError(f"layer '{path}' has {_channels(model, path)} channels; {channel} is out of range",
                             ctx.node_id)
-        return Objective(model, (path,), fn, f"{path}[{channel}, centre]")
+        return Objective(model, (path,), fn, f"{path}[{channel}, centre]", positional=True)
     return layer(model, ctx, path=path, channel=channel, x=x, y=y)
 
 
@@ -348,7 +348,7 @@ def class_map(model: Model, ctx: Context, labels: Optional[list[str]] = None,
 
     desc = ", ".join(f"{_class_name(model, k)}@{(regions or ['all'] * n)[i] if not masks else 'mask'}"
                      for i, k in enumerate(targets))
-    return Objective(model, (path,), fn, f"class map({desc})")
+    return Objective(model, (path,), fn, f"class map({desc})", positional=bool(regions or masks))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -112,6 +112,7 @@ def optimize(objective: Objective, ctx: Context, parameterization: Optional[Para
     opt = torch.optim.Adam(params, lr=step_size)
     model, layers = objective.model, objective.layers
     frames: list[torch.Tensor] = []
+    render.refuse_positional_tiles(objective, tile, height, width, ctx.node_id)
     tile_side = render.effective_tile(tile, height, width)
     shift_gen = ctx.generator(salt=0x7117)
     with torch.enable_grad():

@@ -50,6 +50,18 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tu
     return kept or [(height, width)]
 
 
+def refuse_positional_tiles(objective: Objective, tile: int, height: int, width: int,
+                            node_id: str | None) -> None:
+    """A tiled render computes the objective on each tile; refuse objectives for which that
+    means something else than on the whole picture (a neuron at x, y; a class in a region)."""
+    if getattr(objective, "positional", False) and effective_tile(tile, height, width):
+        raise NodeError(f"the objective {objective.name} depends on positions in the whole picture, so it "
+                        f"cannot be computed in tiles, and a {width}x{height} picture is tiled "
+                        f"(`tile` {tile}{', automatic above a megapixel' if tile == 0 else ''}); set `tile` "
+                        f"to {max(height, width)} or more to render it whole, or make the picture smaller",
+                        node_id)
+
+
 def split_transforms(transforms: list[Transform]) -> dict[str, list[Transform]]:
     out: dict[str, list[Transform]] = {"input": [], "gradient": [], "image": []}
     for t in transforms:
@@ -381,6 +393,7 @@ def deepdream(image: Image, objective: Objective, ctx: Context,
         score_fn, layers = guide_objective(objective, guide, device)
     else:
         score_fn, layers = objective.fn, objective.layers
+    refuse_positional_tiles(objective, tile, image.height, image.width, ctx.node_id)
     settings = DreamSettings(octaves, octave_scale, steps, step_size, tile, tile_overlap)
 
     def progress(done, total, label, x):

@@ -169,6 +169,7 @@ def zoom(image: Image, objective: Objective, ctx: Context, transforms: list[Tran
     device = ctx.device
     stages = render.split_transforms(list(transforms))
     score_fn, layers = _objective(objective, guide, device)
+    render.refuse_positional_tiles(objective, tile, image.height, image.width, ctx.node_id)
     settings = render.DreamSettings(octaves, octave_scale, steps, step_size, tile, tile_overlap)
     motion = Motion(zoom, rotate, translate_x, translate_y)
     step_of = [0]
@@ -242,6 +243,7 @@ def video_dream(frames: Frames, objective: Objective, ctx: Context, transforms: 
         raise NodeError(f"the frames are {tuple(p.shape)}, not [T, 3, H, W] with at least one frame", ctx.node_id)
     stages = render.split_transforms(list(transforms))
     score_fn, layers = _objective(objective, guide, device)
+    render.refuse_positional_tiles(objective, tile, p.shape[2], p.shape[3], ctx.node_id)
     settings = render.DreamSettings(octaves, octave_scale, steps, step_size, tile, tile_overlap)
     n = p.shape[0]
     per = len(render.octave_sizes(p.shape[2], p.shape[3], octaves, octave_scale)) * steps

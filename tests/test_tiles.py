@@ -195,3 +195,22 @@ def test_render_optimize_tiles_any_parameterization(objective):
                for ov in (0, 96)}
         assert cos[96] > 0.99, (kind, cos)
         assert cos[0] < 0.5, (kind, cos)  # without context the tiles would be wrong
+
+
+def test_objectives_tied_to_positions_are_not_tiled(net, photo):
+    """A neuron at (x, y) or a class aimed at a region means something else on each tile: a
+    tiled render refuses it before the first step, naming the tile to set; whole, it runs."""
+    from dreamnodes.nodes import objective as objectives, optimize, param
+    from dreamnodes.types import Image
+
+    neuron = model_nodes.layer(net, Context(), path="features.6", channel=3, x=2, y=2)
+    regions = objectives.class_map(net, Context(), labels=["bee", "spider web"], regions=["top", "bottom"])
+    plain = model_nodes.layer(net, Context(), path="features.6")
+    assert neuron.positional and regions.positional and (plain + 2 * neuron).positional
+    assert not plain.positional
+    with pytest.raises(NodeError, match=r"depends on positions in the whole picture.*set `tile` to 128 or more"):
+        optimize.optimize(neuron, Context(node_id="vis"), param.pixels(), steps=1, width=128, height=128, tile=64)
+    with pytest.raises(NodeError, match="class map.*cannot be computed in tiles"):
+        render.deepdream(Image(photo), regions, Context(node_id="dream"), octaves=1, steps=1, tile=64)
+    out = optimize.optimize(neuron, Context(node_id="vis"), param.pixels(), steps=1, width=128, height=128)
+    assert out.image.pixels.shape == (1, 3, 128, 128)
