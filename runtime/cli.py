@@ -176,7 +176,12 @@ def cmd_run(args) -> int:
         result = runner.run(recipe, only=args.only, seed=args.seed)
     except KeyboardInterrupt:
         runner.cancel()
-        print("cancelled; nothing was written", file=sys.stderr)
+        if runner.committed:  # Ctrl-C came while the finished run's files were moved into place
+            for p in runner.committed:
+                print(p)
+            print("cancelled after the run had finished; its files above were written", file=sys.stderr)
+        else:
+            print("cancelled; nothing was written", file=sys.stderr)
         return 130
     for p in result.written:
         print(p)

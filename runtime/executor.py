@@ -21,9 +21,11 @@ import json
 import os
 import platform
 import shutil
+import signal
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -145,6 +147,7 @@ class Runner:
         self.limits = limits  # resource bounds checked at validation (None: the defaults)
         self.cancel_event = threading.Event()
         self.registry = load_all()
+        self.committed: list[Path] = []  # the files the last run moved into the output folder
 
     def cancel(self) -> None:
         """Stop the current run at the next step boundary."""
@@ -176,6 +179,7 @@ class Runner:
 
     def run(self, recipe: Recipe, *, only: Iterable[str] | None = None, seed: int | None = None) -> RunResult:
         self.cancel_event.clear()
+        self.committed = []
         if seed is not None:
             recipe = recipe.copy()
             recipe.seed = seed
@@ -207,7 +211,8 @@ class Runner:
                     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.out_dir))
                 self._run_node(recipe, nid, spec, params[nid], result, recipe_text, provenance, roots, staging)
             if staging is not None:
-                result.written = self._commit(staging)
+                with _interrupts_deferred():  # all of the outputs or none of them
+                    result.written = self.committed = self._commit(staging)
         except BaseException:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -352,6 +357,23 @@ class Runner:
                                 "is there a folder of that name?") from None
             moved.append(real)
         return moved
+
+
+@contextmanager
+def _interrupts_deferred():
+    """Hold Ctrl-C (SIGINT) until the block is done, then deliver it: moving a run's files into
+    place is short, and stopping halfway would leave some of them written and some not."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        signal.raise_signal(signal.SIGINT)
 
 
 def _folder_inside(root: Path, rel: Path, what: Path) -> Path:

@@ -404,8 +404,10 @@ def test_a_cpu_runner_reuses_freed_tensor_memory(tmp_path):
         return int(out.stdout.split()[-1])
     pages = 10 * 16 * 8 * 2 ** 20 // 4096  # 327,680 if every block were fresh memory
     tuned, system = faults(), faults(DREAMNODES_CPU_ALLOCATOR="system")
-    assert system > pages // 2
     assert tuned < pages // 20
+    # glibc's own behaviour varies with the heap's layout (seen: 10% to all of the pages), but it
+    # always faults far more than the tuned allocator
+    assert system > max(4 * tuned, pages // 20), (system, tuned)
 
 
 def test_the_same_file_name_in_two_folders_is_two_pictures(tmp_path):
@@ -440,3 +442,36 @@ def test_the_same_file_name_in_two_folders_is_two_pictures(tmp_path):
     (tmp_path / "blue" / "photo.png").unlink()
     with pytest.raises(NodeError, match="does not exist"):
         runner.run(load_recipe(tmp_path / "blue" / "r.yaml"))
+
+
+def test_ctrl_c_while_files_move_into_place_moves_all_of_them(tmp_path, monkeypatch):
+    """Moving a finished run's files into the output folder is not cut in half by Ctrl-C: the
+    interrupt is held until every file is in place, then delivered."""
+    import signal
+
+    from dreamnodes.runtime import executor
+
+    recipe = parse_recipe(textwrap.dedent("""
+        dreamnodes: 1
+        nodes:
+          photo: {type: image.load, params: {source: 'sample:chelsea', size: 16}}
+          a: {type: image.save, inputs: {image: photo}, params: {path: a.png}}
+          b: {type: image.save, inputs: {image: photo}, params: {path: b.png}}
+          c: {type: image.save, inputs: {image: photo}, params: {path: c.png}}
+    """))
+    real_replace, moves = os.replace, []
+
+    def replace_then_interrupt(src, dst):
+        real_replace(src, dst)
+        if ".dreamnodes-staging" in str(dst):  # a node writing its file into the staging folder
+            return
+        moves.append(dst)
+        if len(moves) == 1:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C right after the first file
+
+    monkeypatch.setattr(executor.os, "replace", replace_then_interrupt)
+    runner = Runner(use_cache=False, out_dir=tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(recipe)
+    assert len(moves) == 3 and sorted(p.name for p in runner.committed) == ["a.png", "b.png", "c.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
