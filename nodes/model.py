@@ -41,13 +41,13 @@ class _Fast:
     folded into its weights and bias in a copy, and the BatchNorm becomes an identity: one pass
     over each activation instead of two, forward and backward. The folded convolutions' own
     outputs are no longer the raw convolution, so a capture that asks for one of them uses the
-    original module. Without BatchNorms there is no copy. Weights are channels-last (NHWC),
-    which convolutions and pooling run much faster in on CPU; that changes only float rounding.
+    original module. Without BatchNorms there is no copy (`module` is None: the model runs as
+    it is; holding it here would keep it alive forever, as it is this cache's key).
     """
 
     def __init__(self, module: torch.nn.Module):
-        self.module, self.folded = _folded_copy(module)
-        self.module.to(memory_format=torch.channels_last)
+        fast, self.folded = _folded_copy(module)
+        self.module = None if fast is module else fast
 
 
 _FAST: "weakref.WeakKeyDictionary[torch.nn.Module, _Fast]" = weakref.WeakKeyDictionary()
@@ -128,7 +128,7 @@ def _set_submodule(root: torch.nn.Module, path: str, new: torch.nn.Module) -> No
 def module_for(model: Model, paths: tuple[str, ...]) -> torch.nn.Module:
     """The module `capture` runs for these layer paths: the fast copy when it can, else the model's."""
     fast = _fast(model.module)
-    return fast.module if fast.folded.isdisjoint(paths) else model.module
+    return fast.module if fast.module is not None and fast.folded.isdisjoint(paths) else model.module
 
 
 def capture(model: Model, x: torch.Tensor, paths: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -356,6 +356,7 @@ def load(ctx: Context, arch: str = "mobilenet_v2", weights: str = "IMAGENET1K_V1
         weights_id = f"{arch}:{w.name}:{digest[:16]}"
     _no_inplace(module)
     module.eval().requires_grad_(False).to(ctx.device)
+    _channels_last(module)
     return Model(module, arch, mean, std, categories, weights_id)
 
 
@@ -367,8 +368,20 @@ def _no_inplace(module: torch.nn.Module) -> None:
     layer is captured in the same pass.
     """
     for m in module.modules():
+        if isinstance(m, torch.jit.ScriptModule):  # its `inplace` is a compiled constant
+            continue
         if getattr(m, "inplace", False) is True:
             m.inplace = False
+
+
+def _channels_last(module: torch.nn.Module) -> None:
+    """Weights channels-last (NHWC): convolutions and pooling run much faster so on the CPU, and
+    capture feeds pictures the same way. Only float rounding changes. A module that cannot
+    change layout (a compiled one) stays as it is."""
+    try:
+        module.to(memory_format=torch.channels_last)
+    except (RuntimeError, TypeError):
+        pass
 
 
 def _num_classes(state: dict) -> int | None:

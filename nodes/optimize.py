@@ -159,7 +159,8 @@ def optimize(objective: Objective, ctx: Context, parameterization: Optional[Para
 def _optimize_memory(ctx: Context, objective: Objective, width: int = 224, height: int = 224, batch: int = 1,
                      tile: int = 0, tile_overlap: int = 64, **_) -> int:
     return render.check_dream_memory("render.optimize", ctx.device, batch, height, width, tile, tile_overlap,
-                                     objective.model, objective.layers, ctx.node_id)
+                                     objective.model, objective.layers, ctx.node_id,
+                                     positional=objective.positional)
 
 
 optimize.memory_estimate = _optimize_memory

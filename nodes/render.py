@@ -35,12 +35,13 @@ from dreamnodes import Context, NodeError, Range, node
 from dreamnodes.types import Image, Objective, Transform
 
 from .image import resize
-from .model import capture, module_for
+from .model import capture
 
 MIN_OCTAVE_SIDE = 32
 ALIGN = 32  # tile origins and shifts are multiples of this (the network's largest stride)
 AUTO_TILE = 512  # the tile side `tile: 0` picks for octaves larger than AUTO_UNTILED_PIXELS
 AUTO_UNTILED_PIXELS = 1024 * 1024  # `tile: 0` dreams octaves up to this many pixels whole
+MAX_TILE = 8192  # the largest `tile` a recipe may set
 
 
 def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
@@ -55,11 +56,12 @@ def refuse_positional_tiles(objective: Objective, tile: int, height: int, width:
     """A tiled render computes the objective on each tile; refuse objectives for which that
     means something else than on the whole picture (a neuron at x, y; a class in a region)."""
     if getattr(objective, "positional", False) and effective_tile(tile, height, width):
+        side = max(height, width)
+        way = (f"set `tile` to {side} or more to render it whole, or make the picture smaller" if side <= MAX_TILE
+               else f"make the picture at most {MAX_TILE} px on a side and set `tile` to that")
         raise NodeError(f"the objective {objective.name} depends on positions in the whole picture, so it "
                         f"cannot be computed in tiles, and a {width}x{height} picture is tiled "
-                        f"(`tile` {tile}{', automatic above a megapixel' if tile == 0 else ''}); set `tile` "
-                        f"to {max(height, width)} or more to render it whole, or make the picture smaller",
-                        node_id)
+                        f"(`tile` {tile}{', automatic above a megapixel' if tile == 0 else ''}); {way}", node_id)
 
 
 def split_transforms(transforms: list[Transform]) -> dict[str, list[Transform]]:
@@ -292,7 +294,7 @@ def available_bytes(device: torch.device) -> tuple[int, str]:
             mb = float(env)
         except ValueError:
             mb = -1.0
-        if not mb > 0:  # also refuses nan
+        if not (mb > 0 and math.isfinite(mb)):
             raise NodeError(f"DREAMNODES_MEMORY_LIMIT_MB must be a number of megabytes above 0, got {env!r}; "
                             "set it to, say, 8000, or unset it to use the memory the machine has free")
         return int(mb * 1024**2), "DREAMNODES_MEMORY_LIMIT_MB"
@@ -304,8 +306,11 @@ def available_bytes(device: torch.device) -> tuple[int, str]:
             info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if ":" in line}
         return info["MemAvailable"], "MemAvailable in /proc/meminfo"
     except (OSError, KeyError, ValueError):
-        pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 0
-        return int(pages * os.sysconf("SC_PAGE_SIZE")), "free physical memory"
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")), "free physical memory"
+    except (AttributeError, OSError, ValueError):  # no such figure here (macOS, Windows): no check
+        return 2**62, "no figure of free memory on this system"
 
 
 def gb(b: float) -> str:
@@ -314,11 +319,12 @@ def gb(b: float) -> str:
 
 def check_dream_memory(what: str, device: torch.device, batch: int, height: int, width: int, tile: int,
                        overlap: int, model, layers: tuple[str, ...], node_id: str | None,
-                       kept_frames: int = 0) -> int:
+                       kept_frames: int = 0, positional: bool = False) -> int:
     """Refuse, before anything runs, a dream that would not fit; returns the estimate in bytes.
 
     `kept_frames`: pictures of this size the node keeps until it returns (a zoom's or a video's
     frames), counted twice: the list of frames and the stacked result exist together at the end.
+    `positional`: the objective cannot be tiled, so tiles are not offered as the way out.
     """
     act = activation_bytes_per_pixel(model, layers)
     frames_bytes = 2 * kept_frames * 3 * height * width * 4
@@ -327,17 +333,21 @@ def check_dream_memory(what: str, device: torch.device, batch: int, height: int,
     if need <= limit:
         return need
     if frames_bytes > 0.5 * limit:
+        fewer = "`frames` or `between`" if what == "render.zoom" else "the frames of the input video"
         raise NodeError(f"{what} would keep {kept_frames} frames of {width}x{height}, about {gb(frames_bytes)} of "
-                        f"memory, but only {gb(limit)} is available ({source}); make fewer frames (`frames`, "
-                        "`between`) or smaller ones. Set DREAMNODES_MEMORY_LIMIT_MB to change the limit.", node_id)
+                        f"memory, but only {gb(limit)} is available ({source}); make fewer frames ({fewer}) or "
+                        "smaller ones. Set DREAMNODES_MEMORY_LIMIT_MB to change the limit.", node_id)
     t = effective_tile(tile, height, width)
     now = f"in tiles of {t} px" if t else "whole (untiled)"
-    fits = [c for c in (1024, 768, 512, 384, 256, 192, 128, 96, 64)
-            if dream_peak_bytes(batch, height, width, c, overlap, act) <= 0.9 * limit
-            and c < (t or max(height, width))]
-    if fits:
-        advice = (f"set `tile` to {fits[0]} (about {gb(dream_peak_bytes(batch, height, width, fits[0], overlap, act))})"
-                  f"{'' if overlap <= 64 else ' and lower `tile_overlap`'}")
+    fits = [] if positional else [
+        c for c in (1024, 768, 512, 384, 256, 192, 128, 96, 64)
+        if dream_peak_bytes(batch, height, width, c, overlap, act) + frames_bytes <= 0.9 * limit
+        and c < (t or max(height, width))]
+    if positional:
+        advice = "its objective depends on positions in the whole picture and cannot be tiled: lower the picture's size"
+    elif fits:
+        est = dream_peak_bytes(batch, height, width, fits[0], overlap, act) + frames_bytes
+        advice = f"set `tile` to {fits[0]} (about {gb(est)}){'' if overlap <= 64 else ' and lower `tile_overlap`'}"
     else:
         advice = ("even small tiles do not fit, since the picture itself must be held several times: "
                   "lower the picture's size or `batch`")
@@ -347,9 +357,10 @@ def check_dream_memory(what: str, device: torch.device, batch: int, height: int,
 
 
 def _deepdream_memory(ctx: Context, image: Image, objective: Objective, tile: int = 0,
-                      tile_overlap: int = 64, **_) -> int:
+                      tile_overlap: int = 64, guide: Optional[Image] = None, **_) -> int:
     return check_dream_memory("render.deepdream", ctx.device, image.batch, image.height, image.width,
-                              tile, tile_overlap, objective.model, objective.layers, ctx.node_id)
+                              tile, tile_overlap, objective.model, objective.layers, ctx.node_id,
+                              positional=guide is None and objective.positional)
 
 
 # ---------------------------------------------------------------- the node
@@ -393,7 +404,8 @@ def deepdream(image: Image, objective: Objective, ctx: Context,
         score_fn, layers = guide_objective(objective, guide, device)
     else:
         score_fn, layers = objective.fn, objective.layers
-    refuse_positional_tiles(objective, tile, image.height, image.width, ctx.node_id)
+    if guide is None:  # a guided dream scores the guide's features, not the objective
+        refuse_positional_tiles(objective, tile, image.height, image.width, ctx.node_id)
     settings = DreamSettings(octaves, octave_scale, steps, step_size, tile, tile_overlap)
 
     def progress(done, total, label, x):

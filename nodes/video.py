@@ -167,10 +167,12 @@ def _check_frame_memory(path: Path, width: int, height: int, count: int, size: i
     from .render import available_bytes, gb
 
     scale = 1.0 if size is None else size / max(width, height)  # as fit_size scales the longer side
-    need = count * 3 * 4 * (width * scale) * (height * scale) + 2 * 3 * 4 * width * height  # + one decoded frame
+    # the scaled frames twice (the list and the joined result) and one frame being decoded and scaled
+    need = 2 * count * 3 * 4 * (width * scale) * (height * scale) + 2 * 3 * 4 * width * height
     limit, source = available_bytes(torch.device("cpu"))
     if need > limit:
-        raise NodeError(f"{count} frames of {path.name} ({width}x{height}) at size {size} need about {gb(need)} of "
+        at = f"at size {size}" if size is not None else "at their own size"
+        raise NodeError(f"{count} frames of {path.name} ({width}x{height}) {at} need about {gb(need)} of "
                         f"memory, but only {gb(limit)} is available ({source}); lower `frames` or `size`, or "
                         "raise `every`", node_id)
 
@@ -214,7 +216,9 @@ def _read_video(path: Path, limit: int, every: int, size: int | None,
         reader = imageio_ffmpeg.read_frames(str(path), input_params=list(_SAFE_INPUT))
         meta = reader.__next__()
         w, h = meta["size"]
-        _check_frame_memory(path, w, h, limit, size, node_id)
+        duration, rate = meta.get("duration"), meta.get("fps")
+        known = math.ceil(duration * rate / every) if duration and rate else limit  # the video's own length
+        _check_frame_memory(path, w, h, max(1, min(limit, known)), size, node_id)
         for k, raw in enumerate(reader):
             if k % every == 0:
                 arr = np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)

@@ -105,13 +105,14 @@ def _objective(objective: Objective, guide: Optional[Image], device):
 
 def _frame_memory(what: str):
     def estimate(ctx: Context, objective: Objective, image: Image | None = None, frames=None, tile: int = 0,
-                 tile_overlap: int = 64, between: int = 0, **_) -> int:
+                 tile_overlap: int = 64, between: int = 0, guide: Optional[Image] = None, **_) -> int:
         if isinstance(image, Image):  # render.zoom: `frames` dreamed frames and the in-betweens
             p, kept = image.pixels, frames + (frames - 1) * between
         else:  # render.video_dream: one dreamed frame per input frame
             p, kept = frames.pixels, frames.pixels.shape[0]
         return render.check_dream_memory(what, ctx.device, 1, p.shape[2], p.shape[3], tile, tile_overlap,
-                                         objective.model, objective.layers, ctx.node_id, kept_frames=kept)
+                                         objective.model, objective.layers, ctx.node_id, kept_frames=kept,
+                                         positional=guide is None and objective.positional)
 
     return estimate
 
@@ -169,7 +170,8 @@ def zoom(image: Image, objective: Objective, ctx: Context, transforms: list[Tran
     device = ctx.device
     stages = render.split_transforms(list(transforms))
     score_fn, layers = _objective(objective, guide, device)
-    render.refuse_positional_tiles(objective, tile, image.height, image.width, ctx.node_id)
+    if guide is None:  # a guided dream scores the guide's features, not the objective
+        render.refuse_positional_tiles(objective, tile, image.height, image.width, ctx.node_id)
     settings = render.DreamSettings(octaves, octave_scale, steps, step_size, tile, tile_overlap)
     motion = Motion(zoom, rotate, translate_x, translate_y)
     step_of = [0]
@@ -243,7 +245,8 @@ def video_dream(frames: Frames, objective: Objective, ctx: Context, transforms: 
         raise NodeError(f"the frames are {tuple(p.shape)}, not [T, 3, H, W] with at least one frame", ctx.node_id)
     stages = render.split_transforms(list(transforms))
     score_fn, layers = _objective(objective, guide, device)
-    render.refuse_positional_tiles(objective, tile, p.shape[2], p.shape[3], ctx.node_id)
+    if guide is None:
+        render.refuse_positional_tiles(objective, tile, p.shape[2], p.shape[3], ctx.node_id)
     settings = render.DreamSettings(octaves, octave_scale, steps, step_size, tile, tile_overlap)
     n = p.shape[0]
     per = len(render.octave_sizes(p.shape[2], p.shape[3], octaves, octave_scale)) * steps

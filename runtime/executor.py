@@ -97,15 +97,18 @@ def input_files(spec: NodeSpec, params: dict[str, Any], roots) -> dict[str, Any]
         if found is None:
             out[p.name] = "missing"
             continue
-        st = found.stat()
-        if st.st_size <= HASHED_INPUT_BYTES:
-            h = hashlib.sha256()
-            with open(found, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            out[p.name] = h.hexdigest()
-        else:
-            out[p.name] = [str(found), st.st_size, st.st_mtime_ns]
+        try:
+            st = found.stat()
+            if st.st_size <= HASHED_INPUT_BYTES:
+                h = hashlib.sha256()
+                with open(found, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+                out[p.name] = h.hexdigest()
+            else:
+                out[p.name] = [str(found), st.st_size, st.st_mtime_ns]
+        except OSError:  # unreadable: never a cache hit; the node itself reports the file
+            out[p.name] = ["unreadable", str(found)]
     return out
 
 
@@ -347,7 +350,10 @@ class Runner:
         plan = []
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             rel = path.relative_to(staging)
-            plan.append((path, rel, _folder_inside(root, rel.parent, rel) / rel.name))
+            real = _folder_inside(root, rel.parent, rel) / rel.name
+            if real.is_dir():
+                raise NodeError(f"cannot write {rel} into the output folder: a folder of that name is there")
+            plan.append((path, rel, real))
         moved = []
         for path, rel, real in plan:
             try:
@@ -363,8 +369,8 @@ class Runner:
 def _interrupts_deferred():
     """Hold Ctrl-C (SIGINT) until the block is done, then deliver it: moving a run's files into
     place is short, and stopping halfway would leave some of them written and some not."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # only the main thread gets signals; None: a handler not set from Python, left alone
         return
     pending = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))

@@ -200,3 +200,24 @@ def test_the_example_recipe_runs_through_the_runtime(tmp_path):
     recipe.nodes["dream"].params.update(octaves=2, steps=3)
     result = Runner(cache=Cache(tmp_path / "c"), out_dir=tmp_path / "o").run(recipe)
     assert [p.name for p in result.written] == ["deepdream.png"]
+
+
+def test_a_model_without_batchnorm_runs_as_it_is_and_is_freed():
+    """Nothing to fold: capture runs the model itself, and dropping the model frees it (the
+    fast-copy table must not keep a model alive through its own entry)."""
+    import gc
+    import weakref
+
+    from dreamnodes.types import Model
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                 torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval().requires_grad_(False)
+    model = Model(module, "tiny")
+    assert model_nodes.module_for(model, ("0",)) is module
+    acts = capture(model, torch.rand(1, 3, 16, 16), ("0", "logits"))
+    assert acts["0"].shape == (1, 4, 14, 14) and acts["logits"].shape == (1, 2)
+    gone = weakref.ref(module)
+    del model, module, acts
+    gc.collect()
+    assert gone() is None

@@ -393,7 +393,8 @@ ALLOC_PROBE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the allocator tuning is glibc's")
+@pytest.mark.skipif(not sys.platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc",
+                    reason="the allocator tuning is glibc's")
 def test_a_cpu_runner_reuses_freed_tensor_memory(tmp_path):
     """Large activations freed at the end of a step are reused by the next one, not mapped
     afresh (which page-faults every 4 KB); DREAMNODES_CPU_ALLOCATOR=system turns it off."""

@@ -156,16 +156,11 @@ class _Evil:
         return (tinynodes.mark_executed, ("the pickle ran code",))
 
 
-def _tiny_net(inplace: bool = True) -> torch.nn.Module:
+def _tiny_net() -> torch.nn.Module:
     import torchvision
 
-    torch.manual_seed(0)
-    net = torchvision.models.shufflenet_v2_x0_5(num_classes=2).eval()
-    if not inplace:  # a TorchScript module's constants cannot be changed after scripting
-        for m in net.modules():
-            if getattr(m, "inplace", False):
-                m.inplace = False
-    return net
+    torch.manual_seed(0)  # in-place ReLUs: in TorchScript, constants model.load must leave alone
+    return torchvision.models.shufflenet_v2_x0_5(num_classes=2).eval()
 
 
 def _model_recipe(box: Sandbox, name: str, save) -> Path:
@@ -304,7 +299,7 @@ CASES = [
                                         b.write("tiny.yaml", TINY))[1],
          None, writes=("out.png",)),
     Case("out_name_is_a_folder", lambda b: ((b.out / "out.png").mkdir(), b.write("tiny.yaml", TINY))[1],
-         NodeError, ("cannot write out.png into the output folder", "is there a folder of that name?")),
+         NodeError, ("cannot write out.png into the output folder", "a folder of that name is there")),
     Case("out_folder_is_a_file", lambda b: ((b.out / "sub").write_bytes(b"x"),
                                             b.write("tiny.yaml", TINY.replace("out.png", "sub/x.png")))[1],
          NodeError, ("cannot make the folder for sub/x.png", "a file may stand where a folder should")),
@@ -504,7 +499,7 @@ def test_a_state_dict_loads_without_trust(sandbox):
 
 @pytest.mark.parametrize("fmt", ["torchscript", "full_pickle"])
 def test_code_formats_load_only_with_trust(sandbox, fmt):
-    net = _tiny_net(inplace=False)
+    net = _tiny_net()
     save = (lambda p: torch.jit.save(torch.jit.script(net), str(p))) if fmt == "torchscript" else \
         (lambda p: torch.save(net, p))
     with pytest.raises(NodeError, match="can run code when it is loaded; pass --trust only if"):
@@ -516,7 +511,7 @@ def test_code_formats_load_only_with_trust(sandbox, fmt):
 
 
 def test_cli_trust_flag_reaches_the_node(sandbox, capsys):
-    path = _model_recipe(sandbox, "m.yaml", lambda p: torch.jit.save(torch.jit.script(_tiny_net(False)), str(p)))
+    path = _model_recipe(sandbox, "m.yaml", lambda p: torch.jit.save(torch.jit.script(_tiny_net()), str(p)))
     assert main(["run", str(path), "--out", str(sandbox.out), "-q"]) == 1
     assert "--trust" in capsys.readouterr().err
     assert main(["run", str(path), "--out", str(sandbox.out), "-q", "--trust"]) == 0

@@ -14,6 +14,7 @@ from dreamnodes.nodes import model as model_nodes
 from dreamnodes.nodes import render
 from dreamnodes.nodes.model import capture
 from dreamnodes.runtime import Cache, Runner
+from dreamnodes.types import Image
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +215,16 @@ def test_objectives_tied_to_positions_are_not_tiled(net, photo):
         render.deepdream(Image(photo), regions, Context(node_id="dream"), octaves=1, steps=1, tile=64)
     out = optimize.optimize(neuron, Context(node_id="vis"), param.pixels(), steps=1, width=128, height=128)
     assert out.image.pixels.shape == (1, 3, 128, 128)
+
+
+def test_a_positional_objective_that_does_not_fit_whole_is_not_told_to_tile(tmp_path, monkeypatch, net):
+    """The memory check does not offer tiles to an objective that cannot be tiled: it asks for a
+    smaller picture instead; a guided dream (which scores the guide) may still be tiled."""
+    neuron = model_nodes.layer(net, Context(), path="features.6", channel=3, x=2, y=2)
+    monkeypatch.setenv("DREAMNODES_MEMORY_LIMIT_MB", "2500")  # whole: about 4 GB; in tiles: fits
+    with pytest.raises(NodeError, match="cannot be tiled: lower the picture's size") as err:
+        render._deepdream_memory(Context(node_id="dream"), Image(torch.zeros(1, 3, 1536, 1536)), neuron, tile=2048)
+    assert "set `tile`" not in str(err.value)
+    with pytest.raises(NodeError, match="set `tile` to"):
+        render._deepdream_memory(Context(node_id="dream"), Image(torch.zeros(1, 3, 1536, 1536)), neuron, tile=2048,
+                                 guide=Image(torch.zeros(1, 3, 64, 64)))

@@ -211,7 +211,7 @@ def test_video_frames_are_scaled_as_they_are_decoded_and_refused_when_too_many(t
     ctx = Context(node_id="clip", input_roots=(tmp_path,))
     got = video.load(ctx, source="clip.gif", frames=20, size=32)
     assert tuple(got.pixels.shape) == (20, 3, 16, 32)
-    monkeypatch.setenv("DREAMNODES_MEMORY_LIMIT_MB", "1")  # 20 full-size frames are 4.8 MB
-    with pytest.raises(NodeError, match="20 frames of clip.gif .200x100. at size None need about"):
+    monkeypatch.setenv("DREAMNODES_MEMORY_LIMIT_MB", "1")  # 20 full-size frames are 4.8 MB, twice
+    with pytest.raises(NodeError, match="20 frames of clip.gif .200x100. at their own size need about"):
         video.load(ctx, source="clip.gif", frames=20, size=None)
     assert video.load(ctx, source="clip.gif", frames=20, size=32).pixels.shape[0] == 20
