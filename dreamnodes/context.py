@@ -4,9 +4,11 @@ import the runtime.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -105,12 +107,12 @@ class Context:
 
     def input_path(self, path: str) -> Path:
         """Resolve a file a recipe reads, within the allowed input folders."""
-        candidates, inside, roots = input_candidates(path, self.input_roots)
-        for c in inside:
-            if c.exists():
-                if not c.is_file():  # a folder, a device, a pipe that would block the run forever
-                    raise NodeError(f"input {path!r} is not a regular file", self.node_id)
-                return c
+        _, inside, roots = input_candidates(path, self.input_roots)
+        c = first_existing(inside)
+        if c is not None:
+            if not c.is_file():  # a folder, a device, a pipe that would block the run forever
+                raise NodeError(f"input {path!r} is not a regular file", self.node_id)
+            return c
         if not inside:
             raise NodeError(outside_message(path, roots), self.node_id)
         raise NodeError(f"input file {path!r} does not exist (looked in {', '.join(str(c.parent) for c in inside)})",
@@ -131,6 +133,26 @@ def input_candidates(path: str, input_roots) -> tuple[list[Path], list[Path], li
     candidates = [p.resolve()] if p.is_absolute() else [(r / p).resolve() for r in roots]
     inside = [c for c in candidates if any(c == r or r in c.parents for r in roots)]
     return candidates, inside, roots
+
+
+def first_existing(candidates: list[Path]) -> Path | None:
+    """The file a path means: the first of its allowed candidates that exists."""
+    return next((c for c in candidates if c.exists()), None)
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of a file, remembered while its modification time and size stay the same."""
+    st = path.stat()
+    return _sha256(str(path), st.st_mtime_ns, st.st_size)
 
 
 def outside_message(path: str, roots) -> str:

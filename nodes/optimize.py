@@ -160,7 +160,7 @@ def _optimize_memory(ctx: Context, objective: Objective, width: int = 224, heigh
                      tile: int = 0, tile_overlap: int = 64, **_) -> int:
     return render.check_dream_memory("render.optimize", ctx.device, batch, height, width, tile, tile_overlap,
                                      objective.model, objective.layers, ctx.node_id,
-                                     positional=objective.positional)
+                                     positional=render.untileable(objective))
 
 
 optimize.memory_estimate = _optimize_memory

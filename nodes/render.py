@@ -51,11 +51,17 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tu
     return kept or [(height, width)]
 
 
+def untileable(objective: Objective, guide: Optional[Image] = None) -> bool:
+    """Whether the score depends on positions in the whole picture (a neuron at x, y; a class in
+    a region). A guided dream scores the guide's features instead, which tiles fine."""
+    return guide is None and objective.positional
+
+
 def refuse_positional_tiles(objective: Objective, tile: int, height: int, width: int,
-                            node_id: str | None) -> None:
+                            node_id: str | None, guide: Optional[Image] = None) -> None:
     """A tiled render computes the objective on each tile; refuse objectives for which that
-    means something else than on the whole picture (a neuron at x, y; a class in a region)."""
-    if getattr(objective, "positional", False) and effective_tile(tile, height, width):
+    means something else than on the whole picture."""
+    if untileable(objective, guide) and effective_tile(tile, height, width):
         side = max(height, width)
         way = (f"set `tile` to {side} or more to render it whole, or make the picture smaller" if side <= MAX_TILE
                else f"make the picture at most {MAX_TILE} px on a side and set `tile` to that")
@@ -360,7 +366,7 @@ def _deepdream_memory(ctx: Context, image: Image, objective: Objective, tile: in
                       tile_overlap: int = 64, guide: Optional[Image] = None, **_) -> int:
     return check_dream_memory("render.deepdream", ctx.device, image.batch, image.height, image.width,
                               tile, tile_overlap, objective.model, objective.layers, ctx.node_id,
-                              positional=guide is None and objective.positional)
+                              positional=untileable(objective, guide))
 
 
 # ---------------------------------------------------------------- the node
@@ -404,8 +410,7 @@ def deepdream(image: Image, objective: Objective, ctx: Context,
         score_fn, layers = guide_objective(objective, guide, device)
     else:
         score_fn, layers = objective.fn, objective.layers
-    if guide is None:  # a guided dream scores the guide's features, not the objective
-        refuse_positional_tiles(objective, tile, image.height, image.width, ctx.node_id)
+    refuse_positional_tiles(objective, tile, image.height, image.width, ctx.node_id, guide)
     settings = DreamSettings(octaves, octave_scale, steps, step_size, tile, tile_overlap)
 
     def progress(done, total, label, x):

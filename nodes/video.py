@@ -22,6 +22,7 @@ from dreamnodes import Context, InPath, NodeError, OutPath, Range, node
 from dreamnodes.types import Frames, Image
 
 from .image import fit_size, load as load_image
+from .render import available_bytes, gb
 
 FORMATS = {".gif": "gif", ".webp": "webp", ".mp4": "mp4"}
 
@@ -164,8 +165,6 @@ _SAFE_INPUT = ("-protocol_whitelist", "file",
 
 def _check_frame_memory(path: Path, width: int, height: int, count: int, size: int | None, node_id: str) -> None:
     """Refuse, before decoding, frames that would not fit in memory (as float pictures)."""
-    from .render import available_bytes, gb
-
     scale = 1.0 if size is None else size / max(width, height)  # as fit_size scales the longer side
     # the scaled frames twice (the list and the joined result) and one frame being decoded and scaled
     need = 2 * count * 3 * 4 * (width * scale) * (height * scale) + 2 * 3 * 4 * width * height

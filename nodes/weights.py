@@ -8,13 +8,12 @@ against its SHA-256 before it is loaded with `torch.load(weights_only=True)`.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
+from dreamnodes.context import sha256_of
 from dreamnodes.errors import NodeError
 
 
@@ -52,20 +51,6 @@ def find_in_distribution(dist_name: str, rel_path: str) -> Path | None:
             if p.is_file():
                 return p
     return None
-
-
-@lru_cache(maxsize=64)
-def _sha256(path: str, mtime: float, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    st = path.stat()
-    return _sha256(str(path), st.st_mtime, st.st_size)
 
 
 def verify(path: Path, expected: str, node_id: str | None = None) -> str:

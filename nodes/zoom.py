@@ -112,7 +112,7 @@ def _frame_memory(what: str):
             p, kept = frames.pixels, frames.pixels.shape[0]
         return render.check_dream_memory(what, ctx.device, 1, p.shape[2], p.shape[3], tile, tile_overlap,
                                          objective.model, objective.layers, ctx.node_id, kept_frames=kept,
-                                         positional=guide is None and objective.positional)
+                                         positional=render.untileable(objective, guide))
 
     return estimate
 
@@ -170,8 +170,7 @@ def zoom(image: Image, objective: Objective, ctx: Context, transforms: list[Tran
     device = ctx.device
     stages = render.split_transforms(list(transforms))
     score_fn, layers = _objective(objective, guide, device)
-    if guide is None:  # a guided dream scores the guide's features, not the objective
-        render.refuse_positional_tiles(objective, tile, image.height, image.width, ctx.node_id)
+    render.refuse_positional_tiles(objective, tile, image.height, image.width, ctx.node_id, guide)
     settings = render.DreamSettings(octaves, octave_scale, steps, step_size, tile, tile_overlap)
     motion = Motion(zoom, rotate, translate_x, translate_y)
     step_of = [0]
@@ -245,8 +244,7 @@ def video_dream(frames: Frames, objective: Objective, ctx: Context, transforms: 
         raise NodeError(f"the frames are {tuple(p.shape)}, not [T, 3, H, W] with at least one frame", ctx.node_id)
     stages = render.split_transforms(list(transforms))
     score_fn, layers = _objective(objective, guide, device)
-    if guide is None:
-        render.refuse_positional_tiles(objective, tile, p.shape[2], p.shape[3], ctx.node_id)
+    render.refuse_positional_tiles(objective, tile, p.shape[2], p.shape[3], ctx.node_id, guide)
     settings = render.DreamSettings(octaves, octave_scale, steps, step_size, tile, tile_overlap)
     n = p.shape[0]
     per = len(render.octave_sizes(p.shape[2], p.shape[3], octaves, octave_scale)) * steps

@@ -35,7 +35,7 @@ import torch
 
 from dreamnodes import __version__
 from dreamnodes import events as ev
-from dreamnodes.context import Context, input_candidates
+from dreamnodes.context import Context, first_existing, input_candidates, sha256_of
 from dreamnodes.errors import Cancelled, DreamError, NodeError, Problem, RecipeError
 from dreamnodes.registry import load_all
 from dreamnodes.spec import Limits, NodeSpec
@@ -83,30 +83,23 @@ def input_files(spec: NodeSpec, params: dict[str, Any], roots) -> dict[str, Any]
 
     A recipe names its inputs relative to its own folder, so the same `source: photo.png` in
     two folders is two different pictures, and an edited file is a new one. The identity is the
-    SHA-256 of the file (up to HASHED_INPUT_BYTES; above, its resolved path, size and
-    modification time), found as `Context.input_path` finds it; a missing file is keyed as
-    missing, so it can never match a cached result. Bundled samples are keyed by name.
+    SHA-256 of the file (remembered while it is unchanged; above HASHED_INPUT_BYTES, its resolved
+    path, size and modification time), found as `Context.input_path` finds it; a missing file is
+    keyed as missing, so it can never match a cached result. Bundled samples are keyed by name.
     """
     out: dict[str, Any] = {}
     for p in spec.params:
         value = params.get(p.name)
         if p.kind != "path" or not isinstance(value, str) or value.startswith("sample:"):
             continue
-        _, inside, _ = input_candidates(value, roots)
-        found = next((c for c in inside if c.is_file()), None)
-        if found is None:
+        found = first_existing(input_candidates(value, roots)[1])
+        if found is None or not found.is_file():  # the node itself says what is wrong
             out[p.name] = "missing"
             continue
         try:
             st = found.stat()
-            if st.st_size <= HASHED_INPUT_BYTES:
-                h = hashlib.sha256()
-                with open(found, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        h.update(block)
-                out[p.name] = h.hexdigest()
-            else:
-                out[p.name] = [str(found), st.st_size, st.st_mtime_ns]
+            out[p.name] = (sha256_of(found) if st.st_size <= HASHED_INPUT_BYTES
+                           else [str(found), st.st_size, st.st_mtime_ns])
         except OSError:  # unreadable: never a cache hit; the node itself reports the file
             out[p.name] = ["unreadable", str(found)]
     return out
