@@ -4,11 +4,8 @@ import the runtime.
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +13,7 @@ import torch
 
 from . import events as ev
 from .errors import Cancelled, NodeError
+from .files import InputFileError, atomic_write, resolve_input
 
 
 @dataclass
@@ -90,72 +88,15 @@ class Context:
         """Write a file into the output folder (atomically) and record it."""
         target = self.output_path(relpath)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(target, data)
         rel = target.relative_to(self.out_dir.resolve()).as_posix()
         if rel not in self.written:
             self.written.append(rel)
         return target
 
     def input_path(self, path: str) -> Path:
-        """Resolve a file a recipe reads, within the allowed input folders."""
-        _, inside, roots = input_candidates(path, self.input_roots)
-        c = first_existing(inside)
-        if c is not None:
-            if not c.is_file():  # a folder, a device, a pipe that would block the run forever
-                raise NodeError(f"input {path!r} is not a regular file", self.node_id)
-            return c
-        if not inside:
-            raise NodeError(outside_message(path, roots), self.node_id)
-        raise NodeError(f"input file {path!r} does not exist (looked in {', '.join(str(c.parent) for c in inside)})",
-                        self.node_id)
-
-
-def input_candidates(path: str, input_roots) -> tuple[list[Path], list[Path], list[Path]]:
-    """(the files `path` may mean, those of them inside the allowed folders, the folders).
-
-    A relative path is tried against every allowed folder; links are resolved first, so a
-    link inside an allowed folder that leads elsewhere is outside. With no folders given,
-    the current folder is the one allowed.
-    """
-    if "\x00" in path:
-        return [], [], []
-    p = Path(os.path.expanduser(path))
-    roots = [Path(r).resolve() for r in input_roots] or [Path.cwd().resolve()]
-    candidates = [p.resolve()] if p.is_absolute() else [(r / p).resolve() for r in roots]
-    inside = [c for c in candidates if any(c == r or r in c.parents for r in roots)]
-    return candidates, inside, roots
-
-
-def first_existing(candidates: list[Path]) -> Path | None:
-    """The file a path means: the first of its allowed candidates that exists."""
-    return next((c for c in candidates if c.exists()), None)
-
-
-@lru_cache(maxsize=64)
-def _sha256(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    """SHA-256 of a file, remembered while its modification time and size stay the same."""
-    st = path.stat()
-    return _sha256(str(path), st.st_mtime_ns, st.st_size)
-
-
-def outside_message(path: str, roots) -> str:
-    return (f"input file {path!r} is outside the folders a recipe may read "
-            f"({', '.join(map(str, roots))}); move it next to the recipe or allow its "
-            "folder with --allow-read DIR")
+        """The file a recipe's `path` names: `sample:NAME`, or a regular file in the allowed folders."""
+        try:
+            return resolve_input(path, self.input_roots)
+        except InputFileError as exc:
+            raise NodeError(str(exc), self.node_id) from None

@@ -1,21 +1,59 @@
-"""Finding node types: the built-in families and third-party packs.
+"""The node registry: `@node` registers a function; families and packs are found, not listed.
 
-A pack is any installed distribution that declares an entry point in the
-group `dreamnodes.nodes`; loading the entry point (a module, or a function
-to call) registers its nodes with `@node`. A broken pack is reported, not
-fatal: the rest of the registry still works.
+`@node("family.operation")` turns a function into a `NodeSpec` (see `spec.py`) and
+records it in `REGISTRY`. `load_all()` imports every module of `dreamnodes.nodes` (a new
+family is one new file there: nothing to edit) and every installed pack: a distribution
+that declares an entry point in the group `dreamnodes.nodes`, whose loading (a module, or a
+function to call) registers its nodes. A broken pack is reported, not fatal: the rest of the
+registry still works.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import warnings
 from importlib.metadata import entry_points
+from typing import Callable
 
-from .spec import REGISTRY, NodeSpec
+from .spec import NodeSpec, SpecError, build_spec
 
 ENTRY_POINT_GROUP = "dreamnodes.nodes"
-_loaded = False
+BUILTIN_PACKAGE = "dreamnodes.nodes"
+REGISTRY: dict[str, NodeSpec] = {}
 pack_errors: dict[str, str] = {}
+_loaded = False
+
+
+def node(type_name: str, *, version: str = "1", random: bool = False, writes: bool = False,
+         memory: Callable[..., int] | None = None):
+    """Register a function as the node type `type_name` ("family.operation").
+
+    `version` is part of every cache key of the node: bump it when the meaning
+    of the outputs changes without the source changing. `random=True` marks a
+    node that draws random numbers (it gets a seed through its Context);
+    `writes=True` one that writes files into the output folder. `memory`, called
+    as `memory(ctx, **inputs_and_params)` before the node runs, returns the bytes
+    the node will need and refuses (with a NodeError that says what to change)
+    what would not fit.
+    """
+
+    def register(fn):
+        spec = build_spec(fn, type_name, version=version, random=random, writes=writes, memory=memory)
+        old = REGISTRY.get(type_name)
+        if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise SpecError(f"node type '{type_name}' is registered twice: by {old.fn.__module__} and {fn.__module__}")
+        REGISTRY[type_name] = spec
+        fn.spec = spec
+        return fn
+
+    return register
+
+
+def builtin_families() -> list[str]:
+    """The modules of dreamnodes.nodes that hold node families (not `_private` ones, nor sub-packages)."""
+    package = importlib.import_module(BUILTIN_PACKAGE)
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__)
+                  if not m.ispkg and not m.name.startswith("_"))
 
 
 def load_all() -> dict[str, NodeSpec]:
@@ -23,7 +61,8 @@ def load_all() -> dict[str, NodeSpec]:
     global _loaded
     if not _loaded:
         _loaded = True
-        importlib.import_module("dreamnodes.nodes")
+        for name in builtin_families():
+            importlib.import_module(f"{BUILTIN_PACKAGE}.{name}")
         load_packs()
     return REGISTRY
 

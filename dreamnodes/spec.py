@@ -22,10 +22,11 @@ import math
 import re
 import types as pytypes
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Literal, Union, get_args, get_origin
 
 from .context import Context
+from .limits import LIMIT_BY_NAME, DEFAULT_LIMITS, LIMITS, Limits
 from .types import Socket
 
 
@@ -39,6 +40,16 @@ class OutPath(str):
 
 class Color(str):
     """A colour as `#rrggbb`."""
+
+
+@dataclass(frozen=True)
+class Doc:
+    """The doc of a parameter, carried by its type: `Annotated[int, Range(1, 12), Doc("...")]`.
+
+    For parameters several nodes share (a type alias declares range and doc once); an `Args:`
+    entry in a node's docstring still takes precedence."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -62,60 +73,6 @@ class Range:
         lo = "-inf" if self.lo is None else f"{self.lo:g}"
         hi = "inf" if self.hi is None else f"{self.hi:g}"
         return f"[{lo}, {hi}]"
-
-
-@dataclass(frozen=True)
-class LimitKind:
-    """A resource a recipe can ask too much of; `default` bounds parameters whose Range has no upper end."""
-
-    name: str
-    unit: str
-    default: int
-
-
-#: the resources validation bounds before anything is allocated
-LIMITS: dict[str, LimitKind] = {k.name: k for k in (
-    LimitKind("side", "px on a side of a picture", 16384),
-    LimitKind("pixels", "pixels at once (width x height x batch or frames)", 8192 * 8192),
-    LimitKind("steps", "optimization steps", 100_000),
-    LimitKind("frames", "frames", 10_000),
-    LimitKind("batch", "pictures in a batch", 1024),
-)}
-#: int parameters spend a resource by their name unless their Range says otherwise
-_LIMIT_BY_NAME = {"width": "side", "height": "side", "size": "side", "steps": "steps", "frames": "frames",
-                  "batch": "batch", "batch_size": "batch"}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource bounds for one run. `Limits({"side": 30000})` raises (or lowers) the bound on every
-    parameter of that kind; kinds not given keep each parameter's own upper bound."""
-
-    overrides: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self):
-        for kind, value in self.overrides.items():
-            if kind not in LIMITS:
-                raise ValueError(f"unknown limit '{kind}'; limits are {', '.join(LIMITS)}")
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"limit {kind} must be a whole number >= 1, got {value!r}")
-
-    def bound(self, kind: str, own: float | None) -> int:
-        """The upper bound of a parameter of `kind` whose Range ends at `own`."""
-        if kind in self.overrides:
-            return self.overrides[kind]
-        return int(own) if own is not None else LIMITS[kind].default
-
-    def over(self, kind: str, value: int, own: float | None) -> str | None:
-        """A problem in words if `value` exceeds the bound, naming the limit and the flag that raises it."""
-        bound = self.bound(kind, own)
-        if value <= bound:
-            return None
-        return (f"{value} is over the limit of {bound:,} {LIMITS[kind].unit}; make it smaller, or if this "
-                f"machine can take it, run with --limit {kind}={value}")
-
-
-DEFAULT_LIMITS = Limits()
 
 
 _SCALARS = {int: "int", float: "float", bool: "bool", str: "str", InPath: "path", OutPath: "outpath", Color: "color"}
@@ -266,6 +223,13 @@ class NodeSpec:
     writes: bool = False  # writes files into the output folder
     context_arg: str | None = None
     multi_output: bool = False
+    #: memory(ctx, **inputs_and_params) -> bytes needed, raising a NodeError for what cannot fit
+    memory: Callable[..., int] | None = None
+
+    @property
+    def module(self) -> str:
+        """The module that defines the node."""
+        return self.fn.__module__
 
     @property
     def family(self) -> str:
@@ -331,15 +295,15 @@ def _is_socket(t: Any) -> bool:
 
 def _param_from(name: str, hint: Any, default: Any, doc: str, where: str) -> Param:
     rng = None
+    meta: list = []
     if get_origin(hint) is typing.Annotated:
-        base, *meta = get_args(hint)
-        rng = next((m for m in meta if isinstance(m, Range)), None)
-        hint = base
+        hint, *meta = get_args(hint)
     hint, optional = _unwrap_optional(hint)
     if get_origin(hint) is typing.Annotated:  # Optional[Annotated[...]]
-        base, *meta = get_args(hint)
-        rng = rng or next((m for m in meta if isinstance(m, Range)), None)
-        hint = base
+        hint, *inner = get_args(hint)
+        meta += inner
+    rng = next((m for m in meta if isinstance(m, Range)), None)
+    doc = doc or next((m.text for m in meta if isinstance(m, Doc)), "")
     if get_origin(hint) is Literal:
         choices = get_args(hint)
         return Param(name, "choice", default, optional, rng, choices, doc)
@@ -349,7 +313,7 @@ def _param_from(name: str, hint: Any, default: Any, doc: str, where: str) -> Par
             raise SpecError(f"{where}: list parameter '{name}' must be list[int], list[float] or list[str]")
         return Param(name, f"list[{_SCALARS[item]}]", default, optional, rng, (), doc)
     if hint in _SCALARS:
-        limit = rng.limit if rng is not None and rng.limit is not None else _LIMIT_BY_NAME.get(name)
+        limit = rng.limit if rng is not None and rng.limit is not None else LIMIT_BY_NAME.get(name)
         if limit and limit not in LIMITS:
             raise SpecError(f"{where}: parameter '{name}' names the unknown limit '{limit}' ({', '.join(LIMITS)})")
         return Param(name, _SCALARS[hint], default, optional, rng, (), doc, (limit or None) if hint is int else None)
@@ -358,7 +322,8 @@ def _param_from(name: str, hint: Any, default: Any, doc: str, where: str) -> Par
 
 
 def build_spec(fn: Callable[..., Any], type_name: str, *, version: str = "1",
-               random: bool = False, writes: bool = False) -> NodeSpec:
+               random: bool = False, writes: bool = False,
+               memory: Callable[..., int] | None = None) -> NodeSpec:
     where = f"node '{type_name}' ({fn.__module__}.{fn.__qualname__})"
     if not re.match(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$", type_name):
         raise SpecError(f"{where}: type names are 'family.operation' in lower case")
@@ -412,28 +377,4 @@ def build_spec(fn: Callable[..., Any], type_name: str, *, version: str = "1",
         src = fn.__code__.co_code.hex()
     code_hash = hashlib.sha256(src.encode()).hexdigest()[:16]
     return NodeSpec(type_name, fn, tuple(inputs), tuple(params), outputs, doc, version, code_hash,
-                    random, writes, ctx_arg, multi)
-
-
-REGISTRY: dict[str, NodeSpec] = {}
-
-
-def node(type_name: str, *, version: str = "1", random: bool = False, writes: bool = False):
-    """Register a function as the node type `type_name` ("family.operation").
-
-    `version` is part of every cache key of the node: bump it when the meaning
-    of the outputs changes without the source changing. `random=True` marks a
-    node that draws random numbers (it gets a seed through its Context);
-    `writes=True` one that writes files into the output folder.
-    """
-
-    def register(fn):
-        spec = build_spec(fn, type_name, version=version, random=random, writes=writes)
-        old = REGISTRY.get(type_name)
-        if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__, fn.__qualname__):
-            raise SpecError(f"node type '{type_name}' is registered twice: by {old.fn.__module__} and {fn.__module__}")
-        REGISTRY[type_name] = spec
-        fn.spec = spec
-        return fn
-
-    return register
+                    random, writes, ctx_arg, multi, memory)

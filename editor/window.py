@@ -567,7 +567,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def open_path(self, path: str | None, ask: bool = True) -> bool:
         """Open a recipe (YAML), a PNG made by dreamnodes, or (None) the built-in DeepDream."""
-        from dreamnodes.runtime.cli import open_recipe  # the CLI's reader: YAML, PNG or the default
+        from dreamnodes.graphs.sources import open_recipe  # YAML, PNG or the default
 
         if ask and not self.maybe_save():
             return False

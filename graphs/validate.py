@@ -13,9 +13,10 @@ from typing import Any, Mapping
 
 import networkx as nx
 
-from dreamnodes.context import input_candidates, outside_message
+from dreamnodes.files import outside_problem
 from dreamnodes.errors import Problem, RecipeError
-from dreamnodes.spec import DEFAULT_LIMITS, Limits, NodeSpec
+from dreamnodes.limits import DEFAULT_LIMITS, Limits
+from dreamnodes.spec import NodeSpec
 
 from .recipe import Recipe, Ref
 
@@ -107,10 +108,8 @@ def validate(recipe: Recipe, registry: Mapping[str, NodeSpec], limits: Limits | 
             checked, err = p.check(value, limits)
             if err:
                 err = f"{err} (expected {p.describe()})"
-            elif p.kind == "path" and input_roots is not None and not checked.startswith("sample:"):
-                _, inside, roots = input_candidates(checked, input_roots)
-                if not inside:
-                    err = outside_message(checked, roots)
+            elif p.kind == "path" and input_roots is not None:
+                err = outside_problem(checked, input_roots)
             if err:
                 problems.append(recipe.problem(err, nid, pname, base + ("params", pname)))
                 bad_params = True

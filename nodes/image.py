@@ -5,7 +5,6 @@ Every image is an `Image`: float32 [N, 3, H, W] in [0, 1] on the CPU.
 """
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import math
@@ -23,21 +22,6 @@ from dreamnodes.types import Image
 MAX_SIDE = 16384  # larger pictures are refused before anything is allocated
 
 Fit = Literal["long_side", "cover", "contain", "stretch"]
-
-
-def sample_names() -> list[str]:
-    folder = _sample_folder()
-    if folder is None:
-        return []
-    return sorted(p.stem for p in folder.iterdir() if p.suffix in (".png", ".jpg"))
-
-
-def _sample_folder() -> Path | None:
-    spec = importlib.util.find_spec("skimage")  # its data files, without importing it
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
-    return folder if folder.is_dir() else None
 
 
 def _open_picture(path: Path, node_id: str):
@@ -120,16 +104,7 @@ def load(ctx: Context, source: InPath = "sample:chelsea",
         height: exact output height.
         fit: how to reach an exact width x height: cover (crop), contain (letterbox), stretch.
     """
-    if source.startswith("sample:"):
-        name = source[len("sample:"):]
-        folder = _sample_folder()
-        match = [p for p in (folder.iterdir() if folder else []) if p.stem == name and p.suffix in (".png", ".jpg")]
-        if not match:
-            raise NodeError(f"there is no sample photo '{name}'; samples: {', '.join(sample_names()) or 'none'} "
-                            "(they come with scikit-image)", ctx.node_id)
-        path = match[0]
-    else:
-        path = ctx.input_path(source)
+    path = ctx.input_path(source)
     x = to_tensor(_open_picture(path, ctx.node_id))
     return Image(fit_size(x, size, width, height, fit))
 

@@ -46,7 +46,14 @@ def _default_parameterization(kind: str) -> Parameterization:
     return Parameterization(f"{kind} (default)", make)
 
 
-@node("render.optimize", random=True, version="2")
+def _optimize_memory(ctx: Context, objective: Objective, width: int = 224, height: int = 224, batch: int = 1,
+                     tile: int = 0, tile_overlap: int = 64, **_) -> int:
+    return render.check_dream_memory("render.optimize", ctx.device, batch, height, width, tile, tile_overlap,
+                                     objective.model, objective.layers, ctx.node_id,
+                                     positional=render.untileable(objective))
+
+
+@node("render.optimize", random=True, version="2", memory=_optimize_memory)
 def optimize(objective: Objective, ctx: Context, parameterization: Optional[Parameterization] = None,
              transforms: list[Transform] = (), priors: list[Prior] = (),
              steps: Annotated[int, Range(1, 100000)] = 256,
@@ -156,14 +163,6 @@ def optimize(objective: Objective, ctx: Context, parameterization: Optional[Para
     return Optimized(Image(final), Frames(torch.stack(frames), fps))
 
 
-def _optimize_memory(ctx: Context, objective: Objective, width: int = 224, height: int = 224, batch: int = 1,
-                     tile: int = 0, tile_overlap: int = 64, **_) -> int:
-    return render.check_dream_memory("render.optimize", ctx.device, batch, height, width, tile, tile_overlap,
-                                     objective.model, objective.layers, ctx.node_id,
-                                     positional=render.untileable(objective))
-
-
-optimize.memory_estimate = _optimize_memory
 
 
 def _apply(ts: list[Transform], x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -370,7 +370,7 @@ def _deepdream_memory(ctx: Context, image: Image, objective: Objective, tile: in
 
 
 # ---------------------------------------------------------------- the node
-@node("render.deepdream", random=True, version="2")
+@node("render.deepdream", random=True, version="2", memory=_deepdream_memory)
 def deepdream(image: Image, objective: Objective, ctx: Context,
               transforms: list[Transform] = (), guide: Optional[Image] = None,
               octaves: Annotated[int, Range(1, 12)] = 4,
@@ -422,5 +422,3 @@ def deepdream(image: Image, objective: Objective, ctx: Context,
               ctx.generator(salt=0x7117), settings, ctx.node_id, progress, ctx.check_cancelled)
     return Image(x.to("cpu", torch.float32).contiguous())
 
-
-deepdream.memory_estimate = _deepdream_memory

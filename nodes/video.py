@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamnodes import Context, InPath, NodeError, OutPath, Range, node
+from dreamnodes.files import sample_name
 from dreamnodes.types import Frames, Image
 
 from .image import fit_size, load as load_image
@@ -249,7 +250,7 @@ def load(ctx: Context, source: InPath = "sample:chelsea",
         every: keep one frame in this many (2 halves the frame rate).
         fps: the frame rate to give the frames (null: the video's own, divided by `every`).
     """
-    if source.startswith("sample:"):
+    if sample_name(source) is not None:
         photo = load_image(ctx, source=source, size=size or 512)
         pixels = _pan(photo.pixels, frames)
         rate = 12.0

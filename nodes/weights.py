@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-from dreamnodes.context import sha256_of
+from dreamnodes.files import sha256_of
 from dreamnodes.errors import NodeError
 
 

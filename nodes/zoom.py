@@ -123,7 +123,7 @@ class Zoomed(NamedTuple):
     image: Image
 
 
-@node("render.zoom", random=True)
+@node("render.zoom", random=True, memory=_frame_memory("render.zoom"))
 def zoom(image: Image, objective: Objective, ctx: Context, transforms: list[Transform] = (),
          guide: Optional[Image] = None,
          frames: Annotated[int, Range(1, 100000)] = 48,
@@ -203,11 +203,9 @@ def zoom(image: Image, objective: Objective, ctx: Context, transforms: list[Tran
     return Zoomed(Frames(torch.stack(out).contiguous(), fps), Image(dreamed[-1][None].contiguous()))
 
 
-zoom.memory_estimate = _frame_memory("render.zoom")
-
 
 # ---------------------------------------------------------------- video
-@node("render.video_dream", random=True)
+@node("render.video_dream", random=True, memory=_frame_memory("render.video_dream"))
 def video_dream(frames: Frames, objective: Objective, ctx: Context, transforms: list[Transform] = (),
                 guide: Optional[Image] = None,
                 blend: Annotated[float, Range(0.0, 0.95)] = 0.5,
@@ -270,5 +268,3 @@ def video_dream(frames: Frames, objective: Objective, ctx: Context, transforms: 
         out.append(done.pixels[0])
     return Frames(torch.stack(out).contiguous(), frames.fps)
 
-
-video_dream.memory_estimate = _frame_memory("render.video_dream")

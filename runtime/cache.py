@@ -27,7 +27,6 @@ import hashlib
 import io
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from collections import OrderedDict
@@ -36,6 +35,7 @@ from typing import Any
 
 import torch
 
+from dreamnodes.files import atomic_write
 from dreamnodes.types import SOCKET_TYPES, Socket
 
 MAGIC = b"DNC1"
@@ -256,20 +256,3 @@ def sweep_stale_staging(out_dir: Path, prefix: str) -> int:
                 shutil.rmtree(p, ignore_errors=True)
                 n += 1
     return n
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -19,51 +19,21 @@ import json
 import sys
 import traceback
 import unicodedata
-from importlib import resources
 from pathlib import Path
 
 from dreamnodes import events as ev
 from dreamnodes.errors import DreamError, Problem, RecipeError, UsageError
-from dreamnodes.graphs.recipe import Recipe, dump_recipe, load_recipe, parse_recipe
+from dreamnodes.graphs.recipe import Recipe
+from dreamnodes.graphs.sources import open_recipe
 from dreamnodes.graphs.yamlio import read_yaml
-from dreamnodes.meta import PROVENANCE_KEY, RECIPE_KEY, NoRecipeInImage, read_png_text, recipe_from_png
-from dreamnodes.spec import LIMITS, Limits
-
-DEFAULT_RECIPE = "deepdream.yaml"
-
+from dreamnodes.meta import PROVENANCE_KEY, RECIPE_KEY, read_png_text
+from dreamnodes.limits import LIMITS, Limits
 
 def printable(text: str) -> str:
     """Text from a recipe or a picture, safe to print on a terminal: control and format characters
     (escape sequences, bidi overrides) are shown as escapes instead of acting on the terminal."""
     return "".join(c if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf", "Cs")
                    else (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)
-
-
-def builtin_recipe_text(name: str = DEFAULT_RECIPE) -> str:
-    return resources.files("dreamnodes.examples").joinpath(name).read_text("utf-8")
-
-
-def open_recipe(source: str | None) -> Recipe:
-    """A recipe from a YAML file, a PNG made by dreamnodes, or the built-in default."""
-    if source is None:
-        return parse_recipe(builtin_recipe_text(), f"<built-in {DEFAULT_RECIPE}>")
-    path = Path(source)
-    if not path.exists():
-        raise UsageError(f"no such file: {source}")
-    if path.is_dir():
-        raise UsageError(f"{source} is a folder; give a recipe (.yaml) or a picture dreamnodes made (.png)")
-    if path.suffix.lower() == ".png":
-        try:
-            text = recipe_from_png(path)
-        except (NoRecipeInImage, ValueError) as exc:
-            raise UsageError(str(exc)) from None
-        except OSError as exc:
-            raise UsageError(f"{source} cannot be read: {exc.strerror or exc}") from None
-        return parse_recipe(text, str(path))
-    try:
-        return load_recipe(path)
-    except OSError as exc:
-        raise UsageError(f"{source} cannot be read: {exc.strerror or exc}") from None
 
 
 def parse_limits(items: list[str] | None) -> Limits | None:
@@ -250,7 +220,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_samples(args) -> int:
-    from dreamnodes.nodes.image import sample_names
+    from dreamnodes.files import sample_names
 
     for name in sample_names():
         print(f"sample:{name}")

@@ -35,10 +35,12 @@ import torch
 
 from dreamnodes import __version__
 from dreamnodes import events as ev
-from dreamnodes.context import Context, first_existing, input_candidates, sha256_of
+from dreamnodes.context import Context
+from dreamnodes.files import identity, sample_name
 from dreamnodes.errors import Cancelled, DreamError, NodeError, Problem, RecipeError
 from dreamnodes.registry import load_all
-from dreamnodes.spec import Limits, NodeSpec
+from dreamnodes.limits import Limits
+from dreamnodes.spec import NodeSpec
 
 from dreamnodes.graphs.recipe import Recipe, dump_recipe
 from dreamnodes.graphs.validate import resolve_output, to_digraph, validate
@@ -75,33 +77,13 @@ def cache_key(spec: NodeSpec, params: dict[str, Any], seed: int | None, input_ke
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-HASHED_INPUT_BYTES = 256 * 1024**2  # input files up to this size are keyed by their contents
-
-
 def input_files(spec: NodeSpec, params: dict[str, Any], roots) -> dict[str, Any]:
-    """What the files a node reads are, for its cache key: {param: identity}.
-
-    A recipe names its inputs relative to its own folder, so the same `source: photo.png` in
-    two folders is two different pictures, and an edited file is a new one. The identity is the
-    SHA-256 of the file (remembered while it is unchanged; above HASHED_INPUT_BYTES, its resolved
-    path, size and modification time), found as `Context.input_path` finds it; a missing file is
-    keyed as missing, so it can never match a cached result. Bundled samples are keyed by name.
-    """
-    out: dict[str, Any] = {}
+    """What the files a node reads are, for its cache key: {param: identity} (see files.identity)."""
+    out = {}
     for p in spec.params:
         value = params.get(p.name)
-        if p.kind != "path" or not isinstance(value, str) or value.startswith("sample:"):
-            continue
-        found = first_existing(input_candidates(value, roots)[1])
-        if found is None or not found.is_file():  # the node itself says what is wrong
-            out[p.name] = "missing"
-            continue
-        try:
-            st = found.stat()
-            out[p.name] = (sha256_of(found) if st.st_size <= HASHED_INPUT_BYTES
-                           else [str(found), st.st_size, st.st_mtime_ns])
-        except OSError:  # unreadable: never a cache hit; the node itself reports the file
-            out[p.name] = ["unreadable", str(found)]
+        if p.kind == "path" and isinstance(value, str) and sample_name(value) is None:
+            out[p.name] = identity(value, roots)
     return out
 
 
@@ -280,9 +262,8 @@ class Runner:
             kwargs[spec.context_arg] = ctx
         t0 = time.perf_counter()
         try:
-            estimate = getattr(spec.fn, "memory_estimate", None)
-            if estimate is not None:  # refuses, with advice, what would not fit in memory
-                estimate(ctx, **{k: v for k, v in kwargs.items() if k != spec.context_arg})
+            if spec.memory is not None:  # refuses, with advice, what would not fit in memory
+                spec.memory(ctx, **{k: v for k, v in kwargs.items() if k != spec.context_arg})
             value = spec.fn(**kwargs)
         except Cancelled:
             raise

@@ -193,7 +193,7 @@ def test_blur_and_jitter_transforms_are_exact():
 
 
 def test_the_example_recipe_runs_through_the_runtime(tmp_path):
-    from dreamnodes.runtime.cli import builtin_recipe_text
+    from dreamnodes.graphs.sources import builtin_recipe_text
 
     recipe = parse_recipe(builtin_recipe_text())
     recipe.nodes["photo"].params["size"] = 96

@@ -226,7 +226,7 @@ def real_png(tmp_path_factory) -> bytes:
 @given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.binary(max_size=8), st.integers(0, 16)), max_size=4),
        cut=st.one_of(st.none(), st.integers(0, 10**6)))
 def test_mutated_pngs(scratch, real_png, edits, cut):
-    from dreamnodes.runtime.cli import open_recipe
+    from dreamnodes.graphs.sources import open_recipe
 
     blob = real_png
     for pos, insert, drop in edits:
@@ -306,7 +306,7 @@ def cheap_recipes(draw):
 @given(cheap_recipes())
 def test_cheap_recipes_run_safely(tmp_path_factory, data):
     from dreamnodes.runtime import Cache, Runner
-    from dreamnodes.spec import Limits
+    from dreamnodes.limits import Limits
 
     root = tmp_path_factory.mktemp("run")
     out = root / "out"

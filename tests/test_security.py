@@ -544,7 +544,7 @@ def test_default_limits_allow_a_5400_px_print():
 def test_limits_through_the_api_and_lowering_them():
     from dreamnodes.graphs import parse_recipe, validate
     from dreamnodes.registry import load_all
-    from dreamnodes.spec import Limits
+    from dreamnodes.limits import Limits
 
     recipe = parse_recipe(TINY.replace("width: 8", "width: 20000"))
     with pytest.raises(RecipeError, match="--limit side=20000"):
