@@ -18,7 +18,7 @@ def _quiet_qt_messages() -> None:
 
 
 def application(argv: list[str] | None = None) -> QtWidgets.QApplication:
-    from .window import apply_theme
+    from .theme import apply_theme
 
     app = QtWidgets.QApplication.instance()
     if app is None:

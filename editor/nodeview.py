@@ -20,6 +20,7 @@ from nodeeditor.node_graphics_edge import QDMGraphicsEdge
 from nodeeditor.node_graphics_node import QDMGraphicsNode
 from nodeeditor.node_graphics_socket import QDMGraphicsSocket
 
+from dreamnodes import files
 from dreamnodes.types import SOCKET_TYPES, Socket
 
 from .qt import QRectF, Qt, QtGui, QtWidgets
@@ -217,12 +218,7 @@ _SAMPLES: list[str] | None = None
 def sample_names() -> list[str]:
     global _SAMPLES
     if _SAMPLES is None:
-        try:
-            from dreamnodes.nodes.image import sample_names as names
-
-            _SAMPLES = names()
-        except Exception:  # the image family is optional for the canvas
-            _SAMPLES = []
+        _SAMPLES = files.sample_names()
     return _SAMPLES
 
 
@@ -251,68 +247,78 @@ class NodeContent(QDMNodeContentWidget):
     """The widgets inside a node: socket names, parameter editors, picture, problems."""
 
     def initUI(self):
-        node = self.node
-        spec = node.spec
+        spec = self.node.spec
         self.setObjectName("nodeContent")
         self.setAttribute(Qt.WidgetAttribute.WA_TranslucentBackground)
         self.setStyleSheet(CONTENT_CSS)
         box = QtWidgets.QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         box.setSpacing(4)
-        rows = max(len(spec.inputs), len(spec.outputs))
-        if rows:
-            ports = QtWidgets.QWidget()
-            grid = QtWidgets.QGridLayout(ports)
-            grid.setContentsMargins(4, 0, 4, 0)
-            grid.setSpacing(0)
-            for r in range(rows):
-                if r < len(spec.inputs):
-                    i = spec.inputs[r]
-                    name = i.name + (" [ ]" if i.is_list else "")
-                    lab = self._port_label(name, f"{i.name}: {i.describe()}" + (f"\n{i.doc}" if i.doc else ""))
-                    if i.optional and not i.is_list:  # may stay unconnected
-                        lab.setProperty("role", "optional")
-                    grid.addWidget(lab, r, 0, Qt.AlignmentFlag.AlignLeft)
-                if r < len(spec.outputs):
-                    o = spec.outputs[r]
-                    lab = self._port_label(o.name, f"{o.name}: {o.type.socket_name()}")
-                    grid.addWidget(lab, r, 1, Qt.AlignmentFlag.AlignRight)
-                grid.setRowMinimumHeight(r, ROW_H)
-            box.addWidget(ports)
+        if spec.inputs or spec.outputs:
+            box.addWidget(self._ports())
         self.editors = {}
         if spec.params:
-            form = QtWidgets.QFormLayout()
-            form.setContentsMargins(0, 2, 0, 0)
-            form.setHorizontalSpacing(6)
-            form.setVerticalSpacing(3)
-            form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            form.setFieldGrowthPolicy(QtWidgets.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-            scene = node.scene
-            for p in spec.params:
-                ed = make_editor(p, base_folder=lambda: scene.meta.folder, samples=sample_names())
-                ed.set_value(shown_value(p, node.params))
-                ed.changed.connect(partial(self._changed, p.name))
-                lab = QtWidgets.QLabel(p.name.replace("_", " "))
-                lab.setProperty("role", "param")
-                lab.setToolTip(ed.toolTip())
-                form.addRow(lab, ed)
-                self.editors[p.name] = ed
-            box.addLayout(form)
-        self.extra = QtWidgets.QLabel()
-        self.extra.setWordWrap(True)
-        self.extra.setProperty("role", "port")
-        self.extra.hide()
-        box.addWidget(self.extra)
-        self.picture = QtWidgets.QLabel()
+            box.addLayout(self._param_form())
+        self.extra = self._hidden_label(box, "port", wrap=True)
+        self.picture = self._hidden_label(box)
         self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.picture.hide()
-        box.addWidget(self.picture)
-        self.message = QtWidgets.QLabel()
-        self.message.setWordWrap(True)
-        self.message.setProperty("role", "message")
-        self.message.hide()
-        box.addWidget(self.message)
+        self.message = self._hidden_label(box, "message", wrap=True)
         self.refresh()
+
+    def _ports(self) -> QtWidgets.QWidget:
+        """The socket names: inputs on the left, outputs on the right, one row a socket."""
+        spec = self.node.spec
+        ports = QtWidgets.QWidget()
+        grid = QtWidgets.QGridLayout(ports)
+        grid.setContentsMargins(4, 0, 4, 0)
+        grid.setSpacing(0)
+        for r in range(max(len(spec.inputs), len(spec.outputs))):
+            if r < len(spec.inputs):
+                i = spec.inputs[r]
+                name = i.name + (" [ ]" if i.is_list else "")
+                lab = self._port_label(name, f"{i.name}: {i.describe()}" + (f"\n{i.doc}" if i.doc else ""))
+                if i.optional and not i.is_list:  # may stay unconnected
+                    lab.setProperty("role", "optional")
+                grid.addWidget(lab, r, 0, Qt.AlignmentFlag.AlignLeft)
+            if r < len(spec.outputs):
+                o = spec.outputs[r]
+                lab = self._port_label(o.name, f"{o.name}: {o.type.socket_name()}")
+                grid.addWidget(lab, r, 1, Qt.AlignmentFlag.AlignRight)
+            grid.setRowMinimumHeight(r, ROW_H)
+        return ports
+
+    def _param_form(self) -> QtWidgets.QFormLayout:
+        """A labelled editor for each parameter, made from its spec (kept in `self.editors`)."""
+        node = self.node
+        form = QtWidgets.QFormLayout()
+        form.setContentsMargins(0, 2, 0, 0)
+        form.setHorizontalSpacing(6)
+        form.setVerticalSpacing(3)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        form.setFieldGrowthPolicy(QtWidgets.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        scene = node.scene
+        for p in node.spec.params:
+            ed = make_editor(p, base_folder=lambda: scene.meta.folder, samples=sample_names())
+            ed.set_value(shown_value(p, node.params))
+            ed.changed.connect(partial(self._changed, p.name))
+            lab = QtWidgets.QLabel(p.name.replace("_", " "))
+            lab.setProperty("role", "param")
+            lab.setToolTip(ed.toolTip())
+            form.addRow(lab, ed)
+            self.editors[p.name] = ed
+        return form
+
+    @staticmethod
+    def _hidden_label(box: QtWidgets.QVBoxLayout, role: str | None = None, wrap: bool = False) -> QtWidgets.QLabel:
+        """A label shown only when there is something in it (extra inputs, the picture, a problem)."""
+        lab = QtWidgets.QLabel()
+        if wrap:
+            lab.setWordWrap(True)
+        if role is not None:
+            lab.setProperty("role", role)
+        lab.hide()
+        box.addWidget(lab)
+        return lab
 
     def _port_label(self, text: str, tip: str) -> QtWidgets.QLabel:
         lab = QtWidgets.QLabel(text)
