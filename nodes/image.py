@@ -1,5 +1,7 @@
 """Image nodes: load pictures (files, bundled samples, colours, gradients,
-noise), save them with their recipe embedded, and lay them out in grids.
+noise), save them with their recipe embedded, and lay them out in contact
+sheets (`image.grid`: every picture resized to the first one's size, with a
+caption strip under each when labels are given).
 
 Every image is an `Image`: float32 [N, 3, H, W] in [0, 1] on the CPU.
 """
@@ -24,7 +26,7 @@ MAX_SIDE = 16384  # larger pictures are refused before anything is allocated
 Fit = Literal["long_side", "cover", "contain", "stretch"]
 
 
-def _open_picture(path: Path, node_id: str):
+def _open_picture(path: Path):
     from PIL import Image as PILImage, ImageOps, UnidentifiedImageError
 
     try:
@@ -32,7 +34,7 @@ def _open_picture(path: Path, node_id: str):
             w, h = im.size
             if max(w, h) > MAX_SIDE:
                 raise NodeError(f"{path.name} is {w}x{h}; the largest picture dreamnodes reads is "
-                                f"{MAX_SIDE} px on a side", node_id)
+                                f"{MAX_SIDE} px on a side")
             im = ImageOps.exif_transpose(im)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 im = im.convert("RGBA")
@@ -41,10 +43,9 @@ def _open_picture(path: Path, node_id: str):
             return im.convert("RGB")
     except PILImage.DecompressionBombError as exc:
         raise NodeError(f"{path.name} declares a picture far larger than the largest dreamnodes reads "
-                        f"({MAX_SIDE} px on a side): {exc}", node_id) from None
+                        f"({MAX_SIDE} px on a side): {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise NodeError(f"{path.name} could not be read as a picture ({exc}); use a PNG, JPEG or WebP file",
-                        node_id) from None
+        raise NodeError(f"{path.name} could not be read as a picture ({exc}); use a PNG, JPEG or WebP file") from None
 
 
 def to_tensor(pil) -> torch.Tensor:
@@ -105,7 +106,7 @@ def load(ctx: Context, source: InPath = "sample:chelsea",
         fit: how to reach an exact width x height: cover (crop), contain (letterbox), stretch.
     """
     path = ctx.input_path(source)
-    x = to_tensor(_open_picture(path, ctx.node_id))
+    x = to_tensor(_open_picture(path))
     return Image(fit_size(x, size, width, height, fit))
 
 
@@ -200,8 +201,69 @@ def save(image: Image, ctx: Context, path: OutPath = "dream.png",
     suffix = Path(path).suffix.lower()
     fmt = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(suffix)
     if fmt is None:
-        raise NodeError(f"cannot save {path!r}: the name must end in .png, .jpg or .webp", ctx.node_id)
+        raise NodeError(f"cannot save {path!r}: the name must end in .png, .jpg or .webp")
     names = [path] if image.batch == 1 else [
         str(Path(path).with_name(f"{Path(path).stem}_{i}{suffix}")) for i in range(image.batch)]
     for i, name in enumerate(names):
         ctx.write_file(name, encode(image, i, fmt, ctx, quality))
+
+
+# ---------------------------------------------------------------- contact sheets
+def _caption(text: str, width: int, height: int, fg: tuple, bg: tuple) -> torch.Tensor:
+    """A [3, height, width] strip with `text` centred in it."""
+    from PIL import Image as PILImage, ImageDraw, ImageFont
+
+    strip = PILImage.new("RGB", (width, height), tuple(round(255 * c) for c in bg))
+    draw = ImageDraw.Draw(strip)
+    size = max(8, int(height * 0.6))
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has only the small bitmap font
+        font = ImageFont.load_default()
+    while True:
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        if right - left <= width - 4 or len(text) <= 2:
+            break
+        text = text[:-2] + "…"
+    draw.text(((width - (right - left)) / 2 - left, (height - (bottom - top)) / 2 - top), text,
+              fill=tuple(round(255 * c) for c in fg), font=font)
+    arr = np.asarray(strip, dtype=np.uint8).copy()
+    return torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0
+
+
+@node("image.grid")
+def grid(images: list[Image], ctx: Context, columns: Optional[Annotated[int, Range(1, 256)]] = None,
+         padding: Annotated[int, Range(0, 256)] = 4, background: Color = "#ffffff",
+         labels: Optional[list[str]] = None, label_color: Color = "#202020",
+         label_height: Annotated[int, Range(8, 256)] = 20) -> Image:
+    """A contact sheet: every picture of the wired batches in a grid, with optional labels.
+
+    Args:
+        images: one or more pictures or batches, laid out in order (resized to the first's size).
+        columns: pictures per row (default: a square-ish grid).
+        padding: space between and around the pictures, in pixels.
+        background: colour of the space.
+        labels: a caption per picture, in order (missing ones are left blank).
+        label_color: colour of the captions.
+        label_height: height of the caption strip, in pixels.
+    """
+    tiles = [p for img in images for p in img.pixels]  # each [3, h, w]
+    if not tiles:
+        raise NodeError("wire at least one picture into 'images'")
+    h, w = tiles[0].shape[1:]
+    tiles = [t if t.shape[1:] == (h, w) else resize(t[None], h, w)[0] for t in tiles]
+    n = len(tiles)
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    cap = label_height if labels else 0
+    bg, fg = hex_rgb(background), hex_rgb(label_color)
+    cell_h = h + cap
+    sheet = torch.tensor(bg).view(3, 1, 1).repeat(1, padding + rows * (cell_h + padding),
+                                                  padding + cols * (w + padding))
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, cols)
+        top, left = padding + r * (cell_h + padding), padding + c * (w + padding)
+        sheet[:, top:top + h, left:left + w] = t.clamp(0, 1)
+        if labels and i < len(labels) and labels[i]:
+            sheet[:, top + h:top + cell_h, left:left + w] = _caption(labels[i], w, cap, fg, bg)
+    return Image(sheet.unsqueeze(0))

@@ -88,10 +88,10 @@ def pick(latents: Latent, ctx: Context, indices: list[int]) -> Latent:
     """
     n = latents.z.shape[0]
     if not indices:
-        raise NodeError("give at least one index to pick", ctx.node_id)
+        raise NodeError("give at least one index to pick")
     bad = [i for i in indices if not -n <= i < n]
     if bad:
-        raise NodeError(f"the batch has {n} latents (indices 0..{n - 1}); {bad} are out of range", ctx.node_id)
+        raise NodeError(f"the batch has {n} latents (indices 0..{n - 1}); {bad} are out of range")
     return Latent(latents.z[torch.tensor(indices, dtype=torch.long)].clone())
 
 
@@ -186,24 +186,22 @@ def interpolate(keypoints: list[Latent], ctx: Context, generator: Optional[Gener
         pace: 'latent' (equal steps in the latent space) or 'even' (equal changes of the picture).
     """
     if not keypoints:
-        raise NodeError("wire the latents to walk through into 'keypoints'", ctx.node_id)
+        raise NodeError("wire the latents to walk through into 'keypoints'")
     sizes = {k.z.shape[1] for k in keypoints}
     if len(sizes) > 1:
-        raise NodeError(f"the keypoints have different latent sizes {sorted(sizes)}", ctx.node_id)
+        raise NodeError(f"the keypoints have different latent sizes {sorted(sizes)}")
     pts = torch.cat([k.z for k in keypoints])  # [K, nz]
     if pts.shape[0] < 2:
-        raise NodeError("a walk needs at least two keypoints; wire a batch of 2 or more, or several latents",
-                        ctx.node_id)
+        raise NodeError("a walk needs at least two keypoints; wire a batch of 2 or more, or several latents")
     path = torch.cat([pts, pts[:1]]) if loop else pts
     fn = slerp if method == "slerp" else lerp
     segments = [(path[i], path[i + 1]) for i in range(path.shape[0] - 1)]
     if pace == "even":
         if generator is None:
             raise NodeError("pace 'even' measures how much the pictures change: wire the generator into "
-                            "'generator' (or use pace 'latent')", ctx.node_id)
+                            "'generator' (or use pace 'latent')")
         if generator.nz != pts.shape[1]:
-            raise NodeError(f"the keypoints have size {pts.shape[1]} but the generator takes {generator.nz}",
-                            ctx.node_id)
+            raise NodeError(f"the keypoints have size {pts.shape[1]} but the generator takes {generator.nz}")
         from .gan import run_generator  # only this pace runs a generator
 
         fine = 8 * frames  # sub-steps per segment to measure the picture change on
@@ -428,27 +426,27 @@ def arithmetic(ctx: Context, a: Optional[Latent] = None, b: Optional[Latent] = N
     try:
         tree = parse(expression)
     except ExpressionError as exc:
-        raise NodeError(f"expression {expression!r}: {exc}", ctx.node_id) from None
+        raise NodeError(f"expression {expression!r}: {exc}") from None
     used = names_in(tree)
     for n in used:
         if n not in NAMES:
             raise NodeError(f"expression {expression!r}: unknown name {n!r}; the inputs are called "
-                            f"{', '.join(NAMES)}", ctx.node_id)
+                            f"{', '.join(NAMES)}")
         if n not in wired:
             raise NodeError(f"expression {expression!r} uses {n!r}, but nothing is wired into input "
-                            f"'{n}'", ctx.node_id)
+                            f"'{n}'")
     if not used:
-        raise NodeError(f"expression {expression!r} names no input; use a, b, c or d", ctx.node_id)
+        raise NodeError(f"expression {expression!r} names no input; use a, b, c or d")
     sizes = {n: v.z.shape[1] for n, v in wired.items()}
     if len(set(sizes.values())) > 1:
-        raise NodeError(f"the inputs have different latent sizes: {sizes}", ctx.node_id)
+        raise NodeError(f"the inputs have different latent sizes: {sizes}")
     env = {n: v.z.to(torch.float64).mean(0) for n, v in wired.items()}  # each concept: its mean [nz]
     try:
         result = evaluate(tree, env)
     except ExpressionError as exc:
-        raise NodeError(f"expression {expression!r}: {exc}", ctx.node_id) from None
+        raise NodeError(f"expression {expression!r}: {exc}") from None
     if not isinstance(result, torch.Tensor):
-        raise NodeError(f"expression {expression!r} is a number, not a latent", ctx.node_id)
+        raise NodeError(f"expression {expression!r} is a number, not a latent")
     z = result.to(torch.float32).unsqueeze(0).repeat(count, 1)  # [count, nz]
     if count > 1 and noise > 0:
         z[1:] += noise * torch.randn(count - 1, z.shape[1], generator=ctx.generator())

@@ -29,7 +29,10 @@ import torch.nn.functional as F
 from dreamnodes import Context, NodeError, Range, node
 from dreamnodes.types import Image, Model, Objective
 
-from .model import LOGITS, _check_path, capture, class_index_of, layer, reduce_fn
+from .kernel.guide import best_match, guide_features
+from .kernel.masks import Box, coverage
+from .kernel.network import LOGITS, capture, layer_shapes
+from .model import _check_path, class_index_of, layer, reduce_fn
 
 # ---------------------------------------------------------------------------------------------
 # channels and neurons (thin wrappers over model.layer, for the palette)
@@ -69,7 +72,7 @@ def neuron(model: Model, ctx: Context, path: str = "features.12.conv.0",
         y: row in the feature map (null: the centre).
     """
     if x is None or y is None:
-        _check_path(model, path, ctx.node_id)
+        _check_path(model, path)
 
         def fn(acts):
             a = acts[path]
@@ -78,8 +81,7 @@ def neuron(model: Model, ctx: Context, path: str = "features.12.conv.0",
             return a[:, channel, yy, xx]
 
         if channel >= _channels(model, path):
-            raise NodeError(f"layer '{path}' has {_channels(model, path)} channels; {channel} is out of range",
-                            ctx.node_id)
+            raise NodeError(f"layer '{path}' has {_channels(model, path)} channels; {channel} is out of range")
         return Objective(model, (path,), fn, f"{path}[{channel}, centre]", positional=True)
     return layer(model, ctx, path=path, channel=channel, x=x, y=y)
 
@@ -103,12 +105,12 @@ def channels(model: Model, ctx: Context, path: str = "features.12.conv.0",
         count: how many consecutive channels, when `channels` is not given.
         reduce: mean activation, or mean squared activation (l2).
     """
-    _check_path(model, path, ctx.node_id)
+    _check_path(model, path)
     chosen = list(channels) if channels else list(range(first, first + count))
     n_ch = _channels(model, path)
     bad = [c for c in chosen if c < 0 or c >= n_ch]
     if bad:
-        raise NodeError(f"layer '{path}' has {n_ch} channels; {bad} are out of range", ctx.node_id)
+        raise NodeError(f"layer '{path}' has {n_ch} channels; {bad} are out of range")
     red = reduce_fn(reduce)
 
     def fn(acts):
@@ -121,8 +123,6 @@ def channels(model: Model, ctx: Context, path: str = "features.12.conv.0",
 
 
 def _channels(model: Model, path: str) -> int:
-    from .model import layer_shapes
-
     return dict((p, s) for p, _, s in layer_shapes(model))[path][1]
 
 
@@ -130,16 +130,14 @@ def _channels(model: Model, path: str) -> int:
 # classes
 
 
-def _class_indices(model: Model, labels: Optional[list[str]], indices: Optional[list[int]],
-                   node_id: str) -> list[int]:
+def _class_indices(model: Model, labels: Optional[list[str]], indices: Optional[list[int]]) -> list[int]:
     if labels and indices:
-        raise NodeError("give class targets by labels or by class_indices, not both", node_id)
+        raise NodeError("give class targets by labels or by class_indices, not both")
     if labels:
-        return [class_index_of(model, lab, node_id) for lab in labels]
+        return [class_index_of(model, lab) for lab in labels]
     if indices:
         return list(indices)
-    raise NodeError("give at least one class target: labels (e.g. ['tree frog']) or class_indices",
-                    node_id)
+    raise NodeError("give at least one class target: labels (e.g. ['tree frog']) or class_indices")
 
 
 def _class_name(model: Model, k: int) -> str:
@@ -161,7 +159,7 @@ def class_logit(model: Model, ctx: Context, label: Optional[str] = None,
         class_index: the class by index instead.
     """
     (k,) = _class_indices(model, [label] if label else None,
-                          [class_index] if class_index is not None else None, ctx.node_id)
+                          [class_index] if class_index is not None else None)
     return layer(model, ctx, class_index=k)
 
 
@@ -175,7 +173,7 @@ REGIONS: dict[str, tuple[float, float, float, float]] = {
 _BOX = re.compile(r"^\s*([0-9.]+)\s*,\s*([0-9.]+)\s*,\s*([0-9.]+)\s*,\s*([0-9.]+)\s*$")
 
 
-def parse_region(text: str, node_id: str) -> tuple[float, float, float, float]:
+def parse_region(text: str) -> tuple[float, float, float, float]:
     """A named region or 'top,bottom,left,right' fractions -> (top, bottom, left, right)."""
     key = text.strip().lower()
     if key in REGIONS:
@@ -186,19 +184,7 @@ def parse_region(text: str, node_id: str) -> tuple[float, float, float, float]:
         if 0 <= t < b <= 1 and 0 <= l < r <= 1:
             return t, b, l, r
     raise NodeError(f"region {text!r} is not one of {', '.join(REGIONS)} nor 'top,bottom,left,right' "
-                    "fractions of the picture such as '0,0.5,0,1'", node_id)
-
-
-def region_mask(box: tuple[float, float, float, float], h: int, w: int) -> torch.Tensor:
-    """How much of each cell of an h x w grid over the picture lies inside the box: [h, w] in [0, 1]."""
-    t, b, l, r = box
-
-    def overlap(lo, hi, n):  # in units of cells, so that cell edges are exact
-        cells = torch.arange(n, dtype=torch.float64)
-        inside = torch.minimum(cells + 1, torch.tensor(hi * n)) - torch.maximum(cells, torch.tensor(lo * n))
-        return inside.clamp(0, 1).float()
-
-    return overlap(t, b, h).view(-1, 1) * overlap(l, r, w).view(1, -1)
+                    "fractions of the picture such as '0,0.5,0,1'")
 
 
 def _last(seq: nn.Module) -> nn.Module:
@@ -297,25 +283,25 @@ def class_map(model: Model, ctx: Context, labels: Optional[list[str]] = None,
         masks: one picture per target instead of regions; its brightness weighs the positions.
         contrast: also push the other targets' logits down in each target's region, by this factor.
     """
-    targets = _class_indices(model, labels, class_indices, ctx.node_id)
+    targets = _class_indices(model, labels, class_indices)
     n = len(targets)
     if regions and masks:
-        raise NodeError("give regions or masks, not both", ctx.node_id)
-    boxes = [parse_region(r, ctx.node_id) for r in (regions or ["all"] * n)]
+        raise NodeError("give regions or masks, not both")
+    boxes = [parse_region(r) for r in (regions or ["all"] * n)]
     if len(boxes) != n:
-        raise NodeError(f"give one region per target: {n} targets but {len(boxes)} regions", ctx.node_id)
+        raise NodeError(f"give one region per target: {n} targets but {len(boxes)} regions")
     if masks and len(masks) != n:
-        raise NodeError(f"give one mask per target: {n} targets but {len(masks)} masks", ctx.node_id)
+        raise NodeError(f"give one mask per target: {n} targets but {len(masks)} masks")
     weights = list(weights) if weights else [1.0] * n
     if len(weights) != n:
-        raise NodeError(f"give one weight per target: {n} targets but {len(weights)} weights", ctx.node_id)
+        raise NodeError(f"give one weight per target: {n} targets but {len(weights)} weights")
     try:
         path, head = dense_head(model)
     except NodeError as exc:
-        raise NodeError(exc.detail, ctx.node_id) from None
+        raise NodeError(exc.detail) from None
     n_classes = len(model.categories) or None
     if n_classes and any(k >= n_classes for k in targets):
-        raise NodeError(f"{model.arch} has {n_classes} classes; {targets} has one out of range", ctx.node_id)
+        raise NodeError(f"{model.arch} has {n_classes} classes; {targets} has one out of range")
     mask_pixels = [m.pixels[:1].mean(1, keepdim=True) for m in masks]  # [1, 1, H, W] each, new tensors
     cache: dict[tuple, torch.Tensor] = {}
 
@@ -326,7 +312,7 @@ def class_map(model: Model, ctx: Context, labels: Optional[list[str]] = None,
             if mask_pixels:
                 ws = torch.cat([F.adaptive_avg_pool2d(mp, (h, w))[0] for mp in mask_pixels])
             else:
-                ws = torch.stack([region_mask(b, h, w) for b in boxes])
+                ws = torch.stack([coverage(Box(*b), h, w) for b in boxes])
             ws = ws / ws.flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1)
             cache[key] = ws.to(device)
         return cache[key]
@@ -378,17 +364,12 @@ def guide(model: Model, guide: Image, ctx: Context, path: str = "features.10",
         path: module path of the layer whose features are matched.
         mode: dot, gram or mean.
     """
-    _check_path(model, path, ctx.node_id)
+    _check_path(model, path)
     if path == LOGITS:
-        raise NodeError("guide features come from a feature layer, not the logits", ctx.node_id)
-    with torch.no_grad():
-        g = capture(model, guide.pixels[:1].to(ctx.device), (path,))[path]  # [1, C, h, w]
+        raise NodeError("guide features come from a feature layer, not the logits")
+    g = guide_features(model, guide, path, ctx.device)  # [1, C, h, w]
     if mode == "dot":
-        g_flat = g[0].flatten(1)  # [C, M]
-
-        def fn(acts):
-            a = acts[path].flatten(2)  # [N, C, P]
-            return torch.einsum("ncp,cm->npm", a, g_flat).max(dim=2).values.mean(1)
+        fn = best_match(path, g)
     elif mode == "gram":
         g_gram = gram(g)  # [1, C, C]
 
@@ -416,7 +397,7 @@ def diversity(model: Model, ctx: Context, path: str = "features.10") -> Objectiv
         model: the classifier.
         path: module path of the layer whose Gram matrices are compared.
     """
-    _check_path(model, path, ctx.node_id)
+    _check_path(model, path)
 
     def fn(acts):
         a = acts[path]
@@ -443,14 +424,12 @@ def sum_(objectives: list[Objective], ctx: Context, weights: Optional[list[float
     """
     objs = list(objectives)
     if not objs:
-        raise NodeError("wire at least one objective into 'objectives'", ctx.node_id)
+        raise NodeError("wire at least one objective into 'objectives'")
     ws = list(weights) if weights else [1.0] * len(objs)
     if len(ws) != len(objs):
-        raise NodeError(f"give one weight per objective: {len(objs)} objectives but {len(ws)} weights",
-                        ctx.node_id)
+        raise NodeError(f"give one weight per objective: {len(objs)} objectives but {len(ws)} weights")
     if any(o.model is not objs[0].model for o in objs):
-        raise NodeError("objectives on different models cannot be added; wire them all from one model.load",
-                        ctx.node_id)
+        raise NodeError("objectives on different models cannot be added; wire them all from one model.load")
     total = ws[0] * objs[0] if ws[0] != 1 else objs[0]
     for w, o in zip(ws[1:], objs[1:]):
         total = total + (w * o if w != 1 else o)

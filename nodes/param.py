@@ -3,8 +3,8 @@
 A `Parameterization` is a factory: `make(batch, height, width, device, gen)`
 returns `(params, image_fn)`, the tensors the optimiser changes and a
 function turning them into pixels [N, 3, H, W] in [0, 1]. The render loop
-never knows whether it optimises pixels, a Fourier spectrum or (for the GAN
-nodes) a generator's latent: a generator plugs in with
+never knows whether it optimises pixels, a Fourier spectrum or a generator's
+latent (`param.latent`, the Deep Generator Network prior): a generator plugs in with
 
     def make(batch, height, width, device, gen):
         z = torch.randn(batch, nz, generator=gen).to(device).requires_grad_(True)
@@ -27,14 +27,17 @@ the device and the random generator in.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Annotated, Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
-from dreamnodes import Range, node
-from dreamnodes.types import Image, Parameterization
+from dreamnodes import NodeError, Range, node
+from dreamnodes.types import Generator, Image, Latent, Parameterization
+
+from .kernel.hooks import device_of
 
 # Square root of the colour correlation of ImageNet pictures (from Lucid), with columns scaled to
 # unit norm at most: decorrelated coordinates -> RGB.
@@ -193,3 +196,72 @@ def fft(init: Optional[Image] = None, sd: Annotated[float, Range(0, 10)] = 0.01,
                          init=init)
 
     return Parameterization(f"fft(decay={decay:g}{', decorrelated' if decorrelate else ''})", make)
+
+
+# ---------------------------------------------------------------------------------------------
+# DGN: optimising the latent of a generator
+
+
+def latent_image(generator: Generator, batch: int, height: int, width: int, device: torch.device,
+                 gen: torch.Generator, *, init: Optional[Latent] = None, sd: float = 1.0,
+                 l2: float = 0.0, clip: Optional[float] = None) -> tuple[list[torch.Tensor], ImageFunction]:
+    """The picture as G(z): parameters z [N, nz]; pictures [N, 3, height, width] in [0, 1].
+
+    `l2` adds l2 * |z|^2 per picture to what is minimised (through z's gradient, so any render
+    loop applies it); `clip` keeps every entry of z within +-clip (applied before each
+    generation: a projected gradient step). Starting points: `init` (cycled to the batch) or
+    N(0, sd^2) from `gen`.
+    """
+    module = generator.module
+    if device_of(module) != torch.device(device):
+        module = copy.deepcopy(module).to(device)  # never move the (cached, shared) upstream module
+    if init is not None:
+        idx = torch.arange(batch) % init.z.shape[0]
+        z0 = init.z[idx].to(torch.float32).clone()
+    else:
+        z0 = sd * torch.randn(batch, generator.nz, generator=gen)
+    z = z0.to(device).requires_grad_(True)
+    if l2 > 0:
+        z.register_hook(lambda g: g + 2 * l2 * z.detach())
+
+    def render() -> torch.Tensor:
+        if clip is not None:
+            with torch.no_grad():
+                z.clamp_(-clip, clip)
+        x = (module(z) + 1) / 2  # [N, 3, S, S] in [0, 1]
+        if x.shape[2:] != (height, width):
+            x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+        return x.clamp(0, 1)
+
+    return [z], ImageFunction(render)
+
+
+@node("param.latent")
+def latent(generator: Generator, init: Optional[Latent] = None,
+           l2: Annotated[float, Range(0, 100)] = 0.01,
+           clip: Optional[Annotated[float, Range(0.01, 100)]] = 3.0,
+           sd: Annotated[float, Range(0, 10)] = 1.0) -> Parameterization:
+    """Optimise the latent of a generator instead of pixels: a Deep Generator Network prior.
+
+    Every picture the optimiser tries is one the generator can draw, so maximising a
+    classifier's class through this parameterization gives that class as the generator's kind
+    of picture (a face wearing sunglasses, for the face generator) rather than an adversarial
+    pattern. The latent is kept near the prior: an L2 penalty on z and a clip of every entry to
+    +-clip (3 for a normal prior, 1 for a uniform one). The generator's pictures are resized to
+    the render size. Nguyen, Dosovitskiy, Yosinski, Brox, Clune, "Synthesizing the preferred
+    inputs for neurons in neural networks via deep generator networks", NIPS 2016.
+
+    Args:
+        generator: the generator (gan.load, gan.filter_dropout).
+        init: latents to start from (cycled to the batch); null draws N(0, sd^2) from the render's seed.
+        l2: weight of the penalty l2 * |z|^2 per picture.
+        clip: keep every entry of z within +-clip (null: no clip).
+        sd: standard deviation of the starting latents, when no init is wired.
+    """
+    if init is not None and init.z.shape[1] != generator.nz:
+        raise NodeError(f"the init latents have size {init.z.shape[1]} but the generator takes {generator.nz}")
+
+    def make(batch, height, width, device, gen):
+        return latent_image(generator, batch, height, width, device, gen, init=init, sd=sd, l2=l2, clip=clip)
+
+    return Parameterization(f"latent({generator.weights_id or 'generator'}, l2={l2:g}, clip={clip})", make)

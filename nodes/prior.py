@@ -146,11 +146,10 @@ def multiscale(prior: Prior, ctx: Context, scales: Optional[list[float]] = None,
     """
     scales = list(scales) if scales else [1.0, 0.5, 0.25]
     if any(not 0 < s <= 1 for s in scales):
-        raise NodeError(f"scales must be fractions in (0, 1] of the picture size; got {scales}", ctx.node_id)
+        raise NodeError(f"scales must be fractions in (0, 1] of the picture size; got {scales}")
     weights = list(weights) if weights else [1.0] * len(scales)
     if len(weights) != len(scales):
-        raise NodeError(f"give one weight per scale: {len(scales)} scales but {len(weights)} weights",
-                        ctx.node_id)
+        raise NodeError(f"give one weight per scale: {len(scales)} scales but {len(weights)} weights")
 
     def fn(x):
         return sum(w * prior(downscale(x, s)) for s, w in zip(scales, weights))

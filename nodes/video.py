@@ -23,7 +23,7 @@ from dreamnodes.files import sample_name
 from dreamnodes.types import Frames, Image
 
 from .image import fit_size, load as load_image
-from .render import available_bytes, gb
+from .kernel.memory import available_bytes, gb
 
 FORMATS = {".gif": "gif", ".webp": "webp", ".mp4": "mp4"}
 
@@ -80,11 +80,11 @@ def ffmpeg_exe() -> str | None:
         return None
 
 
-def encode_mp4(arr: np.ndarray, fps: float, quality: int, node_id: str | None = None) -> bytes:
+def encode_mp4(arr: np.ndarray, fps: float, quality: int) -> bytes:
     """[T, H, W, 3] uint8 -> the bytes of an H.264 MP4 (yuv420p, so every player shows it)."""
     if ffmpeg_exe() is None:
         raise NodeError("saving MP4 needs the ffmpeg of the package imageio-ffmpeg: "
-                        "pip install 'dreamnodes[video]' (or save a .gif)", node_id)
+                        "pip install 'dreamnodes[video]' (or save a .gif)")
     import imageio_ffmpeg
 
     h, w = arr.shape[1:3]
@@ -127,16 +127,16 @@ def save(frames: Frames, ctx: Context, path: OutPath = "walk.gif",
     """
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise NodeError(f"cannot save {path!r}: the name must end in .gif, .webp or .mp4", ctx.node_id)
+        raise NodeError(f"cannot save {path!r}: the name must end in .gif, .webp or .mp4")
     p = frames.pixels
     if p.dim() != 4 or p.shape[1] != 3 or p.shape[0] == 0:
-        raise NodeError(f"the frames are {tuple(p.shape)}, not [T, 3, H, W] with at least one frame", ctx.node_id)
+        raise NodeError(f"the frames are {tuple(p.shape)}, not [T, 3, H, W] with at least one frame")
     if hold:
         p = torch.cat([p, p[-1:].expand(hold, -1, -1, -1)])
     rate = fps or frames.fps
     arr = to_uint8(p, scale)
     if fmt == "mp4":
-        data = encode_mp4(arr, rate, quality, ctx.node_id)
+        data = encode_mp4(arr, rate, quality)
     else:
         data = encode_animation(arr, fmt, rate, loop, quality)
     ctx.write_file(path, data)
@@ -145,7 +145,7 @@ def save(frames: Frames, ctx: Context, path: OutPath = "walk.gif",
 def _pan(photo: torch.Tensor, count: int, zoom: float = 1.25) -> torch.Tensor:
     """A slow camera move over a still photo [1, 3, H, W]: `count` frames panning left to right
     (and a little up and down) across it, enlarged by `zoom` so the frame stays inside."""
-    from .zoom import warp
+    from .kernel.motion import warp
 
     h, w = photo.shape[2:]
     reach_x, reach_y = 0.9 * w / 2 * (1 - 1 / zoom) * zoom, 0.9 * h / 2 * (1 - 1 / zoom) * zoom
@@ -164,7 +164,7 @@ _SAFE_INPUT = ("-protocol_whitelist", "file",
                "-format_whitelist", "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpeg,mpegts,ogg,flv,gif")
 
 
-def _check_frame_memory(path: Path, width: int, height: int, count: int, size: int | None, node_id: str) -> None:
+def _check_frame_memory(path: Path, width: int, height: int, count: int, size: int | None) -> None:
     """Refuse, before decoding, frames that would not fit in memory (as float pictures)."""
     scale = 1.0 if size is None else size / max(width, height)  # as fit_size scales the longer side
     # the scaled frames twice (the list and the joined result) and one frame being decoded and scaled
@@ -174,11 +174,10 @@ def _check_frame_memory(path: Path, width: int, height: int, count: int, size: i
         at = f"at size {size}" if size is not None else "at their own size"
         raise NodeError(f"{count} frames of {path.name} ({width}x{height}) {at} need about {gb(need)} of "
                         f"memory, but only {gb(limit)} is available ({source}); lower `frames` or `size`, or "
-                        "raise `every`", node_id)
+                        "raise `every`")
 
 
-def _read_video(path: Path, limit: int, every: int, size: int | None,
-                node_id: str) -> tuple[list[torch.Tensor], float]:
+def _read_video(path: Path, limit: int, every: int, size: int | None) -> tuple[list[torch.Tensor], float]:
     """Frames [1, 3, h, w] of an MP4/MOV/WebM (ffmpeg) or an animated GIF/WebP (Pillow), and the rate.
 
     Each frame is scaled to `size` as soon as it is decoded, so memory follows `size` and not
@@ -198,18 +197,18 @@ def _read_video(path: Path, limit: int, every: int, size: int | None,
             with PILImage.open(path) as im:
                 duration = im.info.get("duration") or 100
                 count = min(limit, -(-getattr(im, "n_frames", 1) // every))
-                _check_frame_memory(path, im.width, im.height, count, size, node_id)
+                _check_frame_memory(path, im.width, im.height, count, size)
                 for k, fr in enumerate(ImageSequence.Iterator(im)):
                     if k % every == 0:
                         keep(to_tensor(fr.convert("RGB")))
                     if len(frames) >= limit:
                         break
         except OSError as exc:
-            raise NodeError(f"{path.name} could not be read as an animation ({exc})", node_id) from None
+            raise NodeError(f"{path.name} could not be read as an animation ({exc})") from None
         return frames, 1000.0 / duration / every
     if ffmpeg_exe() is None:
         raise NodeError("reading videos needs the ffmpeg of the package imageio-ffmpeg: "
-                        "pip install 'dreamnodes[video]'", node_id)
+                        "pip install 'dreamnodes[video]'")
     import imageio_ffmpeg
 
     try:
@@ -218,7 +217,7 @@ def _read_video(path: Path, limit: int, every: int, size: int | None,
         w, h = meta["size"]
         duration, rate = meta.get("duration"), meta.get("fps")
         known = math.ceil(duration * rate / every) if duration and rate else limit  # the video's own length
-        _check_frame_memory(path, w, h, max(1, min(limit, known)), size, node_id)
+        _check_frame_memory(path, w, h, max(1, min(limit, known)), size)
         for k, raw in enumerate(reader):
             if k % every == 0:
                 arr = np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
@@ -228,7 +227,7 @@ def _read_video(path: Path, limit: int, every: int, size: int | None,
         reader.close()
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
         raise NodeError(f"{path.name} could not be read as a video ({exc}); dreamnodes reads video files "
-                        "(MP4, MOV, MKV, WebM, AVI, MPEG, Ogg), not playlists or lists of other files", node_id) from None
+                        "(MP4, MOV, MKV, WebM, AVI, MPEG, Ogg), not playlists or lists of other files") from None
     return frames, float(meta.get("fps") or 24.0) / every
 
 
@@ -256,8 +255,8 @@ def load(ctx: Context, source: InPath = "sample:chelsea",
         rate = 12.0
     else:
         path = ctx.input_path(source)
-        got, rate = _read_video(path, frames, every, size, ctx.node_id)
+        got, rate = _read_video(path, frames, every, size)
         if not got:
-            raise NodeError(f"{path.name} has no frames", ctx.node_id)
+            raise NodeError(f"{path.name} has no frames")
         pixels = torch.cat(got)
     return Frames(pixels.contiguous(), fps or rate)

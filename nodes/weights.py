@@ -53,23 +53,22 @@ def find_in_distribution(dist_name: str, rel_path: str) -> Path | None:
     return None
 
 
-def verify(path: Path, expected: str, node_id: str | None = None) -> str:
+def verify(path: Path, expected: str) -> str:
     """Check the file's SHA-256 starts with `expected` (a full hash or torchvision's 8-hex prefix)."""
     digest = sha256_of(path)
     if not digest.startswith(expected.lower()):
         raise NodeError(f"weights file {path} is damaged or not the expected one: its SHA-256 is "
-                        f"{digest[:16]}..., expected {expected[:16]}...; delete it and install it again",
-                        node_id)
+                        f"{digest[:16]}..., expected {expected[:16]}...; delete it and install it again")
     return digest
 
 
-def packaged(key: tuple[str, str], node_id: str | None = None) -> Path | None:
+def packaged(key: tuple[str, str]) -> Path | None:
     entry = PACKAGED.get(key)
     if entry is None:
         return None
     path = find_in_distribution(entry.distribution, entry.path)
     if path is not None:
-        verify(path, entry.sha256, node_id)
+        verify(path, entry.sha256)
     return path
 
 

@@ -13,7 +13,9 @@ from dreamnodes.graphs import parse_recipe
 from dreamnodes.nodes import image as image_nodes
 from dreamnodes.nodes import model as model_nodes
 from dreamnodes.nodes import render, transform
-from dreamnodes.nodes.model import capture
+from dreamnodes.nodes.kernel.guide import dream_target
+from dreamnodes.nodes.kernel.network import capture, module_for
+from dreamnodes.nodes.kernel.steps import octave_sizes
 from dreamnodes.nodes.weights import PACKAGED, WeightsMissing, packaged, verify
 from dreamnodes.runtime import Cache, Runner
 
@@ -111,8 +113,8 @@ def test_a_class_logit_objective_raises_that_logit(net, photo):
 
 def test_the_forward_pass_stops_at_the_needed_layer(net, photo):
     seen = []
-    run = model_nodes.module_for(net, ("features.10",))
-    assert run is model_nodes.module_for(net, ("logits",))
+    run = module_for(net, ("features.10",))
+    assert run is module_for(net, ("logits",))
     handle = run.classifier.register_forward_hook(lambda *a: seen.append(1))
     try:
         capture(net, photo.pixels, ("features.10",))
@@ -127,7 +129,7 @@ def test_the_fast_copy_folds_batchnorm_and_keeps_every_layer(net, photo):
     """capture runs a copy with BatchNorms folded into their convolutions, channels-last: same
     layer paths, same activations (to float rounding); a folded convolution's own output is
     still the raw convolution's, read from the original module."""
-    fast = model_nodes.module_for(net, ("features.10",))
+    fast = module_for(net, ("features.10",))
     assert fast is not net.module
     assert [p for p, _ in fast.named_modules()] == [p for p, _ in net.module.named_modules()]
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules()) == 0
@@ -145,7 +147,7 @@ def test_the_fast_copy_folds_batchnorm_and_keeps_every_layer(net, photo):
                 h.remove()
             assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max())), path
         conv = "features.13.conv.0.0"
-        assert model_nodes.module_for(net, (conv,)) is net.module
+        assert module_for(net, (conv,)) is net.module
         raw = capture(net, photo.pixels, (conv,))[conv]
         ref = {}
         h = dict(net.module.named_modules())[conv].register_forward_hook(lambda _m, _i, out: ref.setdefault("a", out))
@@ -165,16 +167,16 @@ def test_same_seed_same_pixels(net, photo):
 def test_a_guide_image_pulls_the_dream_towards_its_features(net, photo):
     objective = model_nodes.layer(net, Context(), path="features.10")
     guide = image_nodes.load(Context(), source="sample:coffee", size=96)
-    match, layers = render.guide_objective(objective, guide, torch.device("cpu"))
+    match, layers = dream_target(objective, guide, torch.device("cpu"))
     before = match(capture(net, photo.pixels, layers)).item()
     out = render.deepdream(photo, objective, Context(seed=1), guide=guide, octaves=1, steps=12, step_size=1.0)
     assert match(capture(net, out.pixels, layers)).item() > 1.2 * before
 
 
 def test_octaves_never_shrink_below_the_minimum():
-    assert render.octave_sizes(512, 512, 4, 1.4)[-1] == (512, 512)
-    assert render.octave_sizes(512, 512, 4, 1.4)[0] == (187, 187)
-    assert render.octave_sizes(40, 40, 8, 2.0) == [(40, 40)]
+    assert octave_sizes(512, 512, 4, 1.4)[-1] == (512, 512)
+    assert octave_sizes(512, 512, 4, 1.4)[0] == (187, 187)
+    assert octave_sizes(40, 40, 8, 2.0) == [(40, 40)]
 
 
 def test_blur_and_jitter_transforms_are_exact():
@@ -214,7 +216,7 @@ def test_a_model_without_batchnorm_runs_as_it_is_and_is_freed():
     module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                                  torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval().requires_grad_(False)
     model = Model(module, "tiny")
-    assert model_nodes.module_for(model, ("0",)) is module
+    assert module_for(model, ("0",)) is module
     acts = capture(model, torch.rand(1, 3, 16, 16), ("0", "logits"))
     assert acts["0"].shape == (1, 4, 14, 14) and acts["logits"].shape == (1, 2)
     gone = weakref.ref(module)

@@ -19,13 +19,14 @@ import torch.nn.functional as F
 
 from dreamnodes import Context, NodeError
 from dreamnodes.events import Drew, Preview, Progress
-from dreamnodes.nodes import grid as G
+from dreamnodes.nodes import image as G
 from dreamnodes.nodes import objective as O
-from dreamnodes.nodes import optimize as R
+from dreamnodes.nodes import render as R
 from dreamnodes.nodes import param as P
 from dreamnodes.nodes import prior as PR
 from dreamnodes.nodes import transform as T
-from dreamnodes.nodes.model import LOGITS, capture
+from dreamnodes.nodes.kernel.masks import Box, coverage
+from dreamnodes.nodes.kernel.network import LOGITS, capture
 from dreamnodes.types import Frames, Image, Model, Objective, Parameterization
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -130,15 +131,15 @@ def test_channels_gives_each_picture_its_channel(tiny, ctx):
 
 
 def test_region_masks_are_exact():
-    top = O.region_mask(O.REGIONS["top"], 7, 3)
+    top = coverage(Box(*O.REGIONS["top"]), 7, 3)
     assert torch.equal(top[:, 0], torch.tensor([1, 1, 1, 0.5, 0, 0, 0]))
     assert torch.equal(top[:, 0], top[:, 2])
-    bottom = O.region_mask(O.REGIONS["bottom"], 7, 3)
+    bottom = coverage(Box(*O.REGIONS["bottom"]), 7, 3)
     assert torch.equal(top + bottom, torch.ones(7, 3))
-    box = O.region_mask(O.parse_region("0,0.5,0.25,0.75", "n"), 2, 4)
+    box = coverage(Box(*O.parse_region("0,0.5,0.25,0.75")), 2, 4)
     assert torch.equal(box, torch.tensor([[0.0, 1, 1, 0], [0, 0, 0, 0]]))
     with pytest.raises(NodeError, match="not one of"):
-        O.parse_region("middle", "n")
+        O.parse_region("middle")
 
 
 def test_class_map_is_the_classifier_at_every_position(tiny, ctx):
@@ -442,7 +443,7 @@ def test_split_targets_put_each_class_in_its_half(mobilenet):
     out = R.optimize(obj, ctx, P.fft(), [T.jitter(4), T.scale(0.95, 1.05)], steps=60, step_size=0.08,
                      width=192, height=192)
     maps = O.class_logit_maps(mobilenet, out.image.pixels).detach()  # [1, 1000, 6, 6]
-    a, b = (O._class_indices(mobilenet, labels, None, "t"))
+    a, b = O._class_indices(mobilenet, labels, None)
     top, bottom = maps[0, :, :3].mean((1, 2)), maps[0, :, 3:].mean((1, 2))
     assert top[a] > bottom[a] + 1 and bottom[b] > top[b] + 1
     assert top[a] > top[b] and bottom[b] > bottom[a]

@@ -18,6 +18,9 @@ from dreamnodes import Context, NodeError
 from dreamnodes.events import Drew
 from dreamnodes.graphs import load_recipe
 from dreamnodes.nodes import gan as G
+from dreamnodes.nodes import param as P
+from dreamnodes.nodes.kernel.hooks import layer_outputs
+from dreamnodes.nodes.kernel.masks import Box, coverage
 from dreamnodes.nodes import latent as L
 from dreamnodes.nodes import video as V
 from dreamnodes.nodes.weights import PACKAGED, sha256_of, verify
@@ -68,7 +71,7 @@ def test_damaged_weights_are_refused(tmp_path, monkeypatch):
     with open(bad, "r+b") as f:
         f.seek(2000)
         f.write(b"\x00" * 16)
-    monkeypatch.setattr(G, "packaged", lambda key, node_id=None: verify(bad, PACKAGED[key].sha256, node_id))
+    monkeypatch.setattr(G, "packaged", lambda key: verify(bad, PACKAGED[key].sha256))
     with pytest.raises(NodeError, match="damaged"):
         G.load(Context(node_id="gen"))
 
@@ -265,7 +268,7 @@ def test_arithmetic_node_averages_and_checks_names(ctx):
 
 def change_ratio(before: torch.Tensor, after: torch.Tensor, box) -> float:
     """Mean absolute change per pixel inside the box over the same outside it."""
-    m = G.box_mask(box, before.shape[2], before.shape[3])
+    m = coverage(Box.from_corners(*box), before.shape[2], before.shape[3])
     d = (after - before).abs().mean(1)  # [N, H, W]
     inside = (d * m).sum() / (m.sum() * d.shape[0])
     outside = (d * (1 - m)).sum() / ((1 - m).sum() * d.shape[0])
@@ -278,9 +281,9 @@ def test_filter_dropout_copies_and_zeroes(faces, ctx):
     z = torch.randn(2, 100, generator=torch.Generator().manual_seed(0))
     dropped = G.filter_dropout(faces, ctx, layer="main.11", channels=[3, 5])
     assert dropped.module is not faces.module
-    acts = G.activations(dropped.module, z, "main.11")
+    acts = layer_outputs(dropped.module, z, "main.11")
     assert acts[:, [3, 5]].abs().max() == 0 and acts.abs().sum() > 0
-    orig = G.activations(faces.module, z, "main.11")
+    orig = layer_outputs(faces.module, z, "main.11")
     assert orig[:, [3, 5]].abs().max() > 0  # the upstream module still draws them
     assert len(faces.module.main[11]._forward_hooks) == hooks
     after = params_of(faces.module)
@@ -299,7 +302,7 @@ def test_find_filters_ranks_a_planted_filter_first(faces, ctx):
 
     def plant(_m, _i, out):  # filter 77 of main.8 fires only inside the box
         out = out.clone()
-        out[:, 77] = 3.0 * G.box_mask(box, out.shape[2], out.shape[3]).to(out)
+        out[:, 77] = 3.0 * coverage(Box.from_corners(*box), out.shape[2], out.shape[3]).to(out)
         return out
 
     planted.module.main[8].register_forward_hook(plant)
@@ -346,7 +349,7 @@ def test_region_from_mask_equals_box(faces, ctx):
 
 
 def test_latent_parameterization_makes_pictures_and_keeps_the_prior(faces):
-    param = G.latent_param(faces, l2=0.5, clip=1.0)
+    param = P.latent(faces, l2=0.5, clip=1.0)
     assert isinstance(param, Parameterization)
     gen = torch.Generator().manual_seed(0)
     params, image_fn = param.make(2, 96, 80, torch.device("cpu"), gen)
@@ -365,7 +368,7 @@ def test_latent_parameterization_makes_pictures_and_keeps_the_prior(faces):
 
 
 def test_latent_parameterization_gradient_reaches_z(faces):
-    _, image_fn = G.latent_param(faces, l2=0.0, clip=None).make(1, 64, 64, torch.device("cpu"),
+    _, image_fn = P.latent(faces, l2=0.0, clip=None).make(1, 64, 64, torch.device("cpu"),
                                                                torch.Generator().manual_seed(0))
     z = _[0]
     image_fn()[:, 0].mean().backward()  # make it redder
@@ -376,8 +379,8 @@ def test_dgn_through_render_optimize_raises_the_objective(faces, ctx):
     """param.latent plugs into render.optimize: a few Adam steps on z raise a class score."""
     import torch.nn as nn
 
-    from dreamnodes.nodes.model import LOGITS
-    from dreamnodes.nodes.optimize import optimize
+    from dreamnodes.nodes.kernel.network import LOGITS
+    from dreamnodes.nodes.render import optimize
     from dreamnodes.types import Model, Objective
 
     torch.manual_seed(0)
@@ -386,7 +389,7 @@ def test_dgn_through_render_optimize_raises_the_objective(faces, ctx):
     model = Model(net, "tiny", categories=("a", "b", "c"))
     objective = Objective(model, (LOGITS,), lambda acts: acts[LOGITS][:, 1], "class b")
     init = Latent(torch.randn(2, 100, generator=torch.Generator().manual_seed(0)))
-    param = G.latent_param(faces, init=init, l2=0.001, clip=3.0)
+    param = P.latent(faces, init=init, l2=0.001, clip=3.0)
     out = optimize(objective, ctx, parameterization=param, steps=8, step_size=0.1, batch=2, width=48, height=48)
     start = torch.nn.functional.interpolate(G.generate(faces, init, ctx).pixels, size=(48, 48), mode="bilinear",
                                             align_corners=False)

@@ -12,7 +12,8 @@ from dreamnodes.graphs import parse_recipe
 from dreamnodes.nodes import image as image_nodes
 from dreamnodes.nodes import model as model_nodes
 from dreamnodes.nodes import render
-from dreamnodes.nodes.model import capture
+from dreamnodes.nodes.kernel import memory, steps, tiles
+from dreamnodes.nodes.kernel.network import capture
 from dreamnodes.runtime import Cache, Runner
 from dreamnodes.types import Image
 
@@ -39,30 +40,32 @@ def whole_gradient(objective, x):
 
 
 def tiled(objective, x, tile, overlap, shift):
-    g, _ = render.tiled_gradient(x, objective.model, objective.fn, objective.layers, [], torch.Generator(),
-                                 tile, overlap, shift)
+    g, _ = steps.ObjectiveGradient(objective.model, objective.fn, objective.layers, steps.Pipeline([]),
+                                   torch.Generator(), torch.Generator(), tile, overlap).at(x, shift)
     return g
 
 
-def run_dream(objective, x, **settings):
-    s = render.DreamSettings(**{"octaves": 1, "steps": 4, "step_size": 2.0, **settings})
-    return render.dream(x, objective.model, objective.fn, objective.layers, render.split_transforms([]),
-                        torch.Generator().manual_seed(0), torch.Generator().manual_seed(1), s)
+def run_dream(objective, x, tile=0, tile_overlap=64, move_tiles=True, **settings):
+    s = steps.DreamSettings(**{"octaves": 1, "steps": 4, "step_size": 2.0, **settings})
+    gradient = steps.ObjectiveGradient(objective.model, objective.fn, objective.layers, steps.Pipeline([]),
+                                       torch.Generator().manual_seed(0), torch.Generator().manual_seed(1),
+                                       tile, tile_overlap, move_tiles)
+    return steps.dream(x, gradient, s)
 
 
 def test_tile_cores_partition_the_side_and_start_on_the_stride_grid():
     for length, tile, overlap, shift in [(192, 64, 64, 0), (192, 64, 32, 32), (1000, 512, 64, 448), (70, 64, 0, 32)]:
-        spans = render.tile_spans(length, tile, overlap, shift)
+        spans = tiles.tile_spans(length, tile, overlap, shift)
         cores = [(c0, c1) for c0, c1, _, _ in spans]
         assert cores[0][0] == 0 and cores[-1][1] == length
         assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))  # no gap, no double
         for c0, c1, i0, i1 in spans:
             assert i0 == max(0, c0 - overlap) and i1 == min(length, c1 + overlap)
-            assert i0 % render.ALIGN == 0 and c1 - c0 <= tile
-    assert render.effective_tile(0, 512, 512) == 0  # automatic: small octaves whole
-    assert render.effective_tile(0, 5400, 5400) == render.AUTO_TILE
-    assert render.effective_tile(100, 1000, 1000) == 128  # rounded up to the stride
-    assert render.effective_tile(1024, 1000, 1000) == 0  # a tile as large as the picture: whole
+            assert i0 % tiles.ALIGN == 0 and c1 - c0 <= tile
+    assert tiles.effective_tile(0, 512, 512) == 0  # automatic: small octaves whole
+    assert tiles.effective_tile(0, 5400, 5400) == tiles.AUTO_TILE
+    assert tiles.effective_tile(100, 1000, 1000) == 128  # rounded up to the stride
+    assert tiles.effective_tile(1024, 1000, 1000) == 0  # a tile as large as the picture: whole
 
 
 def test_the_tiled_gradient_is_the_whole_pictures_gradient(objective, photo):
@@ -94,7 +97,7 @@ def border_ratio(grad, tile, shift):
 
     def lines(n, s):
         m = torch.zeros(n, dtype=torch.bool)
-        for c0, c1, _, _ in render.tile_spans(n, tile, 0, s):
+        for c0, c1, _, _ in tiles.tile_spans(n, tile, 0, s):
             m[c0], m[c1 - 1] = True, True
         m[:2] = m[-2:] = False  # the picture's own border is no seam
         return m
@@ -164,8 +167,8 @@ def test_a_dream_that_would_not_fit_is_refused_with_a_suggested_tile(tmp_path, m
     assert "DREAMNODES_MEMORY_LIMIT_MB" in msg
     suggested = int(msg.split("set `tile` to ")[1].split()[0])
     assert ran == []  # refused before the dream started
-    assert render.check_dream_memory("x", torch.device("cpu"), 1, 2048, 2048, suggested, 64, net,
-                                     objective.layers, "dream") <= 2000 * 1024**2
+    assert memory.check_dream_memory("x", torch.device("cpu"), 1, 2048, 2048, suggested, 64, net,
+                                     objective.layers) <= 2000 * 1024**2
     # a picture that cannot fit whatever the tile says so
     monkeypatch.setenv("DREAMNODES_MEMORY_LIMIT_MB", "1000")
     with pytest.raises(NodeError, match="even small tiles do not fit"):
@@ -173,18 +176,18 @@ def test_a_dream_that_would_not_fit_is_refused_with_a_suggested_tile(tmp_path, m
 
 
 def test_big_prints_are_estimated_within_bounds(net, objective):
-    act = render.activation_bytes_per_pixel(net, objective.layers)
-    whole = render.dream_peak_bytes(1, 5400, 5400, 8192, 64, act)
-    tiles = render.dream_peak_bytes(1, 5400, 5400, 0, 64, act)  # automatic: 512 px tiles
+    act = memory.activation_bytes_per_pixel(net, objective.layers)
+    whole = memory.dream_peak_bytes(1, 5400, 5400, 8192, 64, act)
+    tiles = memory.dream_peak_bytes(1, 5400, 5400, 0, 64, act)  # automatic: 512 px tiles
     assert whole > 20 * 1024**3 and tiles < 4 * 1024**3
 
 
 def test_render_optimize_tiles_any_parameterization(objective):
-    from dreamnodes.nodes import optimize, param
+    from dreamnodes.nodes import param
 
     def first_step(kind, tile, overlap=0):
         p = param.pixels() if kind == "pixels" else param.fft()
-        run = lambda lr: optimize.optimize(objective, Context(seed=2), parameterization=p, steps=1, step_size=lr,
+        run = lambda lr: render.optimize(objective, Context(seed=2), parameterization=p, steps=1, step_size=lr,
                                            width=192, height=160, tile=tile, tile_overlap=overlap).image.pixels
         return run(0.05) - run(0.0)
 
@@ -201,7 +204,7 @@ def test_render_optimize_tiles_any_parameterization(objective):
 def test_objectives_tied_to_positions_are_not_tiled(net, photo):
     """A neuron at (x, y) or a class aimed at a region means something else on each tile: a
     tiled render refuses it before the first step, naming the tile to set; whole, it runs."""
-    from dreamnodes.nodes import objective as objectives, optimize, param
+    from dreamnodes.nodes import objective as objectives, param
     from dreamnodes.types import Image
 
     neuron = model_nodes.layer(net, Context(), path="features.6", channel=3, x=2, y=2)
@@ -210,10 +213,10 @@ def test_objectives_tied_to_positions_are_not_tiled(net, photo):
     assert neuron.positional and regions.positional and (plain + 2 * neuron).positional
     assert not plain.positional
     with pytest.raises(NodeError, match=r"depends on positions in the whole picture.*set `tile` to 128 or more"):
-        optimize.optimize(neuron, Context(node_id="vis"), param.pixels(), steps=1, width=128, height=128, tile=64)
+        render.optimize(neuron, Context(node_id="vis"), param.pixels(), steps=1, width=128, height=128, tile=64)
     with pytest.raises(NodeError, match="class map.*cannot be computed in tiles"):
         render.deepdream(Image(photo), regions, Context(node_id="dream"), octaves=1, steps=1, tile=64)
-    out = optimize.optimize(neuron, Context(node_id="vis"), param.pixels(), steps=1, width=128, height=128)
+    out = render.optimize(neuron, Context(node_id="vis"), param.pixels(), steps=1, width=128, height=128)
     assert out.image.pixels.shape == (1, 3, 128, 128)
 
 
@@ -223,8 +226,8 @@ def test_a_positional_objective_that_does_not_fit_whole_is_not_told_to_tile(tmp_
     neuron = model_nodes.layer(net, Context(), path="features.6", channel=3, x=2, y=2)
     monkeypatch.setenv("DREAMNODES_MEMORY_LIMIT_MB", "2500")  # whole: about 4 GB; in tiles: fits
     with pytest.raises(NodeError, match="cannot be tiled: lower the picture's size") as err:
-        render._deepdream_memory(Context(node_id="dream"), Image(torch.zeros(1, 3, 1536, 1536)), neuron, tile=2048)
+        memory.deepdream_memory(Context(node_id="dream"), Image(torch.zeros(1, 3, 1536, 1536)), neuron, tile=2048)
     assert "set `tile`" not in str(err.value)
     with pytest.raises(NodeError, match="set `tile` to"):
-        render._deepdream_memory(Context(node_id="dream"), Image(torch.zeros(1, 3, 1536, 1536)), neuron, tile=2048,
+        memory.deepdream_memory(Context(node_id="dream"), Image(torch.zeros(1, 3, 1536, 1536)), neuron, tile=2048,
                                  guide=Image(torch.zeros(1, 3, 64, 64)))

@@ -11,8 +11,8 @@ from dreamnodes.errors import Cancelled, NodeError
 from dreamnodes.graphs import parse_recipe
 from dreamnodes.nodes import image as image_nodes
 from dreamnodes.nodes import model as model_nodes
-from dreamnodes.nodes import video, zoom
-from dreamnodes.nodes.zoom import Motion, in_between, warp
+from dreamnodes.nodes import render, video
+from dreamnodes.nodes.kernel.motion import Motion, in_between, warp
 from dreamnodes.runtime import Cache, Runner
 
 ZOOM = """
@@ -35,13 +35,13 @@ nodes:
 @pytest.fixture
 def counted(monkeypatch):
     calls = []
-    real = zoom._dream_frame
+    real = render._dream_frame
 
     def counting(*args, **kw):
-        calls.append(kw.get("salt", args[6] if len(args) > 6 else None))
+        calls.append(kw.get("salt", args[3] if len(args) > 3 else None))
         return real(*args, **kw)
 
-    monkeypatch.setattr(zoom, "_dream_frame", counting)
+    monkeypatch.setattr(render, "_dream_frame", counting)
     return calls
 
 
@@ -140,7 +140,7 @@ def test_blending_keeps_a_dreamed_video_steady(tmp_path):
     from dreamnodes.nodes import transform
 
     def flicker(blend):
-        out = zoom.video_dream(clip, objective, Context(seed=3), transforms=[transform.jitter(pixels=8)],
+        out = render.video_dream(clip, objective, Context(seed=3), transforms=[transform.jitter(pixels=8)],
                                blend=blend, octaves=1, steps=4, step_size=4.0).pixels
         assert out.shape == clip.pixels.shape
         return (out[1:] - out[:-1]).abs().mean().item(), (out - clip.pixels).abs().mean().item()
