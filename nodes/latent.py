@@ -312,17 +312,17 @@ class _Parser:
         return e
 
     def expr(self) -> Expr:
-        left = self.term()
-        while self.peek()[:2] in (("op", "+"), ("op", "-")):
-            _, op, pos = self.take()
-            left = BinOp(op, left, self.term(), pos)
-        return left
+        return self.left_assoc(self.term, "+-")
 
     def term(self) -> Expr:
-        left = self.unary()
-        while self.peek()[:2] in (("op", "*"), ("op", "/")):
+        return self.left_assoc(self.unary, "*/")
+
+    def left_assoc(self, operand, ops: str) -> Expr:
+        """operand (op operand)*, for the operators in `ops`, grouped to the left."""
+        left = operand()
+        while self.peek()[0] == "op" and self.peek()[1] in tuple(ops):
             _, op, pos = self.take()
-            left = BinOp(op, left, self.unary(), pos)
+            left = BinOp(op, left, operand(), pos)
         return left
 
     def unary(self) -> Expr:
