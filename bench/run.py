@@ -51,7 +51,7 @@ from dreamnodes.nodes import image as image_nodes
 from dreamnodes.nodes import model as model_nodes
 from dreamnodes.nodes import render as render_nodes
 from dreamnodes.nodes import transform as transform_nodes
-from dreamnodes.nodes.model import capture
+from dreamnodes.nodes.kernel.network import capture
 from dreamnodes.runtime import Cache, Runner
 from dreamnodes.runtime.executor import node_seed
 from dreamnodes.types import Image
@@ -473,73 +473,100 @@ def matmul_flops(quick: bool) -> float:
 def bench_dream(quick: bool, peak: float, bw: float) -> dict:
     reps = {"mobilenet_v2": 2 if quick else 3, "googlenet": 1 if quick else 3}
     out = {}
-    rows, rows_flops, rows_roof = [], [], []
+    tables = ([], [], [])  # the rows of 3a, 3b and 3c
     with tempfile.TemporaryDirectory() as tmp:
         runner = Runner(use_cache=False, device="cpu", out_dir=tmp)
         for arch in MODELS:
-            recipe = classic_recipe(arch)
-            weights, layer = MODELS[arch]
-            dream = recipe.nodes["dream"].params
-            head = runner.run(recipe, only=["layer", "photo"])  # the objective and picture (FLOPs, plain loop)
-            objective, img = head.output("layer"), head.output("photo").pixels
-            seed = node_seed(recipe.seed, "dream")
-            model = plain_model(arch, node_seed(recipe.seed, "net"))
-            sizes = render_nodes.octave_sizes(img.shape[2], img.shape[3], dream["octaves"], dream["octave_scale"])
-            # FLOPs of the steps, octave by octave; counting runs one real step per octave size of each
-            # variant, which is also their warm-up (oneDNN primitives, allocator)
-            costs = [runtime_step_cost(objective, h, w) for h, w in sizes]
-            f_rt = sum(c.flops for c in costs) * dream["steps"]
-            b_rt = sum(c.bytes for c in costs) * dream["steps"]
-            roof = sum(c.roofline_s(peak, bw) for c in costs) * dream["steps"]
-            f_pl = sum(plain_step_flops(model, layer, h, w) for h, w in sizes) * dream["steps"]
+            out[arch], rows, n_steps = dream_case(runner, arch, reps[arch], peak, bw)
+            for table_rows, row in zip(tables, rows):
+                table_rows.append(row)
+    dream_tables(reps, n_steps, peak, bw, *tables)
+    return out
 
-            def run_rt():
-                return runner.run(recipe, only=["dream"])
 
-            def run_pl():
-                return plain_deepdream(model, layer, img, seed, dream["octaves"], dream["octave_scale"],
-                                       dream["steps"], dream["step_size"], recipe.nodes["jitter"].params["pixels"])
+def dream_case(runner: Runner, arch: str, reps: int, peak: float, bw: float) -> tuple[dict, tuple, int]:
+    """One model of benchmark 3: (its figures, its rows of tables 3a, 3b and 3c, its number of steps)."""
+    recipe = classic_recipe(arch)
+    weights, layer = MODELS[arch]
+    dream = recipe.nodes["dream"].params
+    head = runner.run(recipe, only=["layer", "photo"])  # the objective and picture (FLOPs, plain loop)
+    objective, img = head.output("layer"), head.output("photo").pixels
+    seed = node_seed(recipe.seed, "dream")
+    model = plain_model(arch, node_seed(recipe.seed, "net"))
+    sizes = render_nodes.octave_sizes(img.shape[2], img.shape[3], dream["octaves"], dream["octave_scale"])
+    work = dream_work(objective, model, layer, sizes, dream["steps"], peak, bw)
 
-            t = {"rt": [], "node": [], "pl": [], "rt_cpu": [], "pl_cpu": []}
-            res_rt = res_pl = None
-            for i in range(reps[arch]):  # interleaved, alternating which goes first
-                pair = [("rt", run_rt), ("pl", run_pl)]
-                for name, fn in (pair if i % 2 == 0 else pair[::-1]):
-                    gc.collect()
-                    c0 = time.process_time()
-                    wall, res = timed(fn)
-                    t[name].append(wall)
-                    t[name + "_cpu"].append(time.process_time() - c0)
-                    if name == "rt":
-                        t["node"].append(res.seconds["dream"])
-                        res_rt = res.output("dream").pixels
-                    else:
-                        res_pl = res
-                        model.zero_grad(set_to_none=True)
-            rt, node_t, pl = median(t["rt"]), median(t["node"]), median(t["pl"])
-            cpu_ratio = median(t["rt_cpu"]) / median(t["pl_cpu"])
-            bound = f_rt / peak
-            diff = float((res_rt - res_pl).abs().max())
-            mean_diff = float((res_rt - res_pl).abs().mean()) * 255
-            label = f"{arch} {layer}" + (" (random weights)" if weights == "none" else "")
-            rows.append([label, ms(pl), ms(rt), ms(node_t), f"{rt / pl:.3f}", f"{cpu_ratio:.3f}",
-                         verdict(rt / pl, 0.6), f"{mean_diff:.1f}"])
-            rows_flops.append([label, f"{f_rt / 1e9:.1f}", f"{f_pl / 1e9:.1f}", ms(bound), f"{rt / bound:.2f}",
-                               f"{node_t / bound:.2f}", verdict(rt / bound, 2.5)])
-            rows_roof.append([label, f"{b_rt / 1e9:.1f}", ms(bound), ms(b_rt / bw), ms(roof), f"{rt / roof:.2f}",
-                              f"{node_t / roof:.2f}"])
-            out[arch] = {"layer": layer, "weights": weights, "octave_sizes": sizes, "repeats": reps[arch],
-                         "plain_s": pl, "runtime_s": rt, "runtime_dream_node_s": node_t,
-                         "plain_runs_s": t["pl"], "runtime_runs_s": t["rt"],
-                         "plain_cpu_s": t["pl_cpu"], "runtime_cpu_s": t["rt_cpu"],
-                         "ratio_runtime_over_plain": rt / pl, "ratio_runtime_over_plain_cpu": cpu_ratio,
-                         "runtime_gflop": f_rt / 1e9, "plain_gflop": f_pl / 1e9, "flop_bound_s": bound,
-                         "ratio_over_flop_bound": rt / bound, "dream_node_over_flop_bound": node_t / bound,
-                         "runtime_gbytes": b_rt / 1e9, "traffic_bound_s": b_rt / bw, "roofline_bound_s": roof,
-                         "ratio_over_roofline": rt / roof, "dream_node_over_roofline": node_t / roof,
-                         "max_abs_pixel_diff": diff, "mean_abs_pixel_diff_levels": mean_diff}
-            del model
-    n_steps = len(sizes) * dream["steps"]
+    def run_rt():
+        return runner.run(recipe, only=["dream"])
+
+    def run_pl():
+        return plain_deepdream(model, layer, img, seed, dream["octaves"], dream["octave_scale"],
+                               dream["steps"], dream["step_size"], recipe.nodes["jitter"].params["pixels"])
+
+    t, res_rt, res_pl = time_dream(run_rt, run_pl, model, reps)
+    label = f"{arch} {layer}" + (" (random weights)" if weights == "none" else "")
+    figures, rows = dream_figures(label, t, res_rt, res_pl, work, peak, bw)
+    return ({"layer": layer, "weights": weights, "octave_sizes": sizes, "repeats": reps, **figures}, rows,
+            len(sizes) * dream["steps"])
+
+
+def dream_work(objective, model, layer: str, sizes, steps: int, peak: float, bw: float) -> dict:
+    """FLOPs and bytes of the steps, octave by octave. Counting runs one real step per octave size of
+    each variant, which is also their warm-up (oneDNN primitives, allocator)."""
+    costs = [runtime_step_cost(objective, h, w) for h, w in sizes]
+    return {"flops_rt": sum(c.flops for c in costs) * steps, "bytes_rt": sum(c.bytes for c in costs) * steps,
+            "roof_s": sum(c.roofline_s(peak, bw) for c in costs) * steps,
+            "flops_pl": sum(plain_step_flops(model, layer, h, w) for h, w in sizes) * steps}
+
+
+def time_dream(run_rt, run_pl, model, reps: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """The runtime and the plain loop, interleaved, alternating which goes first: (times, last pictures)."""
+    t = {"rt": [], "node": [], "pl": [], "rt_cpu": [], "pl_cpu": []}
+    res_rt = res_pl = None
+    for i in range(reps):
+        pair = [("rt", run_rt), ("pl", run_pl)]
+        for name, fn in (pair if i % 2 == 0 else pair[::-1]):
+            gc.collect()
+            c0 = time.process_time()
+            wall, res = timed(fn)
+            t[name].append(wall)
+            t[name + "_cpu"].append(time.process_time() - c0)
+            if name == "rt":
+                t["node"].append(res.seconds["dream"])
+                res_rt = res.output("dream").pixels
+            else:
+                res_pl = res
+                model.zero_grad(set_to_none=True)
+    return t, res_rt, res_pl
+
+
+def dream_figures(label: str, t: dict, res_rt, res_pl, work: dict, peak: float, bw: float) -> tuple[dict, tuple]:
+    """The figures of one model (results.json) and its rows of tables 3a, 3b and 3c."""
+    rt, node_t, pl = median(t["rt"]), median(t["node"]), median(t["pl"])
+    cpu_ratio = median(t["rt_cpu"]) / median(t["pl_cpu"])
+    f_rt, b_rt, roof, f_pl = work["flops_rt"], work["bytes_rt"], work["roof_s"], work["flops_pl"]
+    bound = f_rt / peak
+    diff = float((res_rt - res_pl).abs().max())
+    mean_diff = float((res_rt - res_pl).abs().mean()) * 255
+    rows = ([label, ms(pl), ms(rt), ms(node_t), f"{rt / pl:.3f}", f"{cpu_ratio:.3f}",
+             verdict(rt / pl, 0.6), f"{mean_diff:.1f}"],
+            [label, f"{f_rt / 1e9:.1f}", f"{f_pl / 1e9:.1f}", ms(bound), f"{rt / bound:.2f}",
+             f"{node_t / bound:.2f}", verdict(rt / bound, 2.5)],
+            [label, f"{b_rt / 1e9:.1f}", ms(bound), ms(b_rt / bw), ms(roof), f"{rt / roof:.2f}",
+             f"{node_t / roof:.2f}"])
+    figures = {"plain_s": pl, "runtime_s": rt, "runtime_dream_node_s": node_t,
+               "plain_runs_s": t["pl"], "runtime_runs_s": t["rt"],
+               "plain_cpu_s": t["pl_cpu"], "runtime_cpu_s": t["rt_cpu"],
+               "ratio_runtime_over_plain": rt / pl, "ratio_runtime_over_plain_cpu": cpu_ratio,
+               "runtime_gflop": f_rt / 1e9, "plain_gflop": f_pl / 1e9, "flop_bound_s": bound,
+               "ratio_over_flop_bound": rt / bound, "dream_node_over_flop_bound": node_t / bound,
+               "runtime_gbytes": b_rt / 1e9, "traffic_bound_s": b_rt / bw, "roofline_bound_s": roof,
+               "ratio_over_roofline": rt / roof, "dream_node_over_roofline": node_t / roof,
+               "max_abs_pixel_diff": diff, "mean_abs_pixel_diff_levels": mean_diff}
+    return figures, rows
+
+
+def dream_tables(reps: dict, n_steps: int, peak: float, bw: float, rows, rows_flops, rows_roof) -> None:
     table(f"3a. DeepDream, classic recipe (4 octaves x 1.4, 10 steps = {n_steps} steps, 512 px; median of "
           + " / ".join(str(v) for v in reps.values()) + " interleaved runs)",
           ["model, layer", "plain loop", "runtime run", "dream node", "rt/plain", "(cpu time)", "<=0.6",
@@ -563,7 +590,6 @@ def bench_dream(quick: bool, peak: float, bw: float) -> dict:
     print("  Per operator of the runtime's steps: max(FLOPs / matmul rate, bytes read and written / copy\n"
           "  bandwidth), summed. Depthwise convolutions and activations are bound by memory, which the\n"
           "  FLOP bound alone ignores (MobileNetV2 is mostly such operators).")
-    return out
 
 
 def main(argv=None) -> int:

@@ -39,8 +39,7 @@ from dreamnodes import Context
 from dreamnodes.errors import DreamError
 from dreamnodes.nodes.model import load as load_model
 from dreamnodes.graphs import load_recipe
-from dreamnodes.nodes.grid import grid
-from dreamnodes.nodes.image import encode
+from dreamnodes.nodes.image import encode, grid
 from dreamnodes.runtime import Runner
 from dreamnodes.runtime.cache import Cache, default_cache_dir
 from dreamnodes.runtime.cli import ProgressPrinter, apply_sets
@@ -93,7 +92,7 @@ def judge(model: Model, pixels: torch.Tensor, label: str) -> dict:
     return {"prob": round(float(p[k]), 4), "rank": int((p > p[k]).sum()) + 1}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--classes", default=",".join(CLASSES), help="comma-separated ImageNet class names")
     ap.add_argument("--steps", type=int, default=None, help="override vis.steps")
@@ -103,42 +102,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--judge", action="append", default=[], metavar="ARCH[:WEIGHTS]",
                     help="another ImageNet network to ask (repeatable), e.g. resnet50:IMAGENET1K_V2")
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    # memory cache only: the model loads once, and every picture is really rendered
-    runner = Runner(cache=Cache(default_cache_dir(), disk=False), device=args.device, out_dir=out,
-                    listeners=[ProgressPrinter(quiet=True)])
-    judges = load_judges(args.judge, runner.device)
-    rows, pictures = [], []
-    for label in [c.strip() for c in args.classes.split(",") if c.strip()]:
-        sets = [f"target.label={label}"]
-        if args.steps:
-            sets.append(f"vis.steps={args.steps}")
-        if args.size:
-            sets += [f"vis.width={args.size}", f"vis.height={args.size}"]
-        print("dreamnodes run examples/class_vis.yaml " + " ".join(f"--set '{s}'" for s in sets),
-              file=sys.stderr)
-        recipe = load_recipe(ROOT / "examples" / "class_vis.yaml")
-        apply_sets(recipe, sets + [f"out.path={slug(label)}.png"])
-        t0 = time.perf_counter()
-        result = runner.run(recipe, seed=args.seed)
-        seconds = time.perf_counter() - t0
-        model: Model = result.output("net")
-        image: Image = result.output("vis", "image")
-        k = [c.lower() for c in model.categories].index(label.lower())
-        row = {"class": label, "index": k, **check(model, image.pixels.to(runner.device), k),
-               "seconds": round(seconds, 1)}
-        row["ok"] = row["prob"] >= MIN_PROB and row["shifted_top1"] and row["std"] >= MIN_STD
-        if judges:
-            row["judges"] = {name: judge(m, image.pixels.to(runner.device), label) for name, m in judges.items()}
-        rows.append(row)
-        pictures.append(image)
-        print(f"  {label:<14} p={row['prob']:.4f} shifted top-1={row['shifted_top1']} "
-              f"(min p {row['shifted_prob_min']:.3f}) std={row['std']:.3f} {seconds:.0f}s"
-              f"{'' if row['ok'] else '  FAILED'}", file=sys.stderr)
-        for name, verdict in row.get("judges", {}).items():
-            print(f"    {name}: p={verdict['prob']:.3f}, rank {verdict['rank']}", file=sys.stderr)
+    return ap.parse_args(argv)
+
+
+def render_class(runner: Runner, label: str, args: argparse.Namespace, judges: dict[str, Model]) -> tuple[dict, Image]:
+    """Render one class through the runtime and check it: (its row of figures, its picture)."""
+    sets = [f"target.label={label}"]
+    if args.steps:
+        sets.append(f"vis.steps={args.steps}")
+    if args.size:
+        sets += [f"vis.width={args.size}", f"vis.height={args.size}"]
+    print("dreamnodes run examples/class_vis.yaml " + " ".join(f"--set '{s}'" for s in sets),
+          file=sys.stderr)
+    recipe = load_recipe(ROOT / "examples" / "class_vis.yaml")
+    apply_sets(recipe, sets + [f"out.path={slug(label)}.png"])
+    t0 = time.perf_counter()
+    result = runner.run(recipe, seed=args.seed)
+    seconds = time.perf_counter() - t0
+    model: Model = result.output("net")
+    image: Image = result.output("vis", "image")
+    k = [c.lower() for c in model.categories].index(label.lower())
+    row = {"class": label, "index": k, **check(model, image.pixels.to(runner.device), k),
+           "seconds": round(seconds, 1)}
+    row["ok"] = row["prob"] >= MIN_PROB and row["shifted_top1"] and row["std"] >= MIN_STD
+    if judges:
+        row["judges"] = {name: judge(m, image.pixels.to(runner.device), label) for name, m in judges.items()}
+    print(f"  {label:<14} p={row['prob']:.4f} shifted top-1={row['shifted_top1']} "
+          f"(min p {row['shifted_prob_min']:.3f}) std={row['std']:.3f} {seconds:.0f}s"
+          f"{'' if row['ok'] else '  FAILED'}", file=sys.stderr)
+    for name, verdict in row.get("judges", {}).items():
+        print(f"    {name}: p={verdict['prob']:.3f}, rank {verdict['rank']}", file=sys.stderr)
+    return row, image
+
+
+def write_gallery(out: Path, rows: list[dict], pictures: list[Image], args: argparse.Namespace,
+                  runner: Runner, judges: dict[str, Model]) -> None:
+    """The contact sheet classes.png and the figures classes.json."""
     sheet = grid(pictures, Context(), columns=5, padding=6, background="#181818",
                  labels=[f"{r['class']}  p={r['prob']:.2f}" for r in rows], label_color="#eeeeee",
                  label_height=24)
@@ -148,10 +147,30 @@ def main(argv: list[str] | None = None) -> int:
         "checks": {"min_prob": MIN_PROB, "shift_px": SHIFT, "rescale": RESCALE, "min_std": MIN_STD},
         "judges": {spec: (spec in judges) for spec in args.judge},
         "classes": rows}, indent=2) + "\n")
+
+
+def print_table(rows: list[dict]) -> None:
     print(f"{'class':<14} {'prob':>7} {'shifted top-1':>14} {'min p':>7} {'std':>6} {'time':>6}")
     for r in rows:
         print(f"{r['class']:<14} {r['prob']:>7.4f} {str(r['shifted_top1']):>14} {r['shifted_prob_min']:>7.3f} "
               f"{r['std']:>6.3f} {r['seconds']:>5.0f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # memory cache only: the model loads once, and every picture is really rendered
+    runner = Runner(cache=Cache(default_cache_dir(), disk=False), device=args.device, out_dir=out,
+                    listeners=[ProgressPrinter(quiet=True)])
+    judges = load_judges(args.judge, runner.device)
+    rows, pictures = [], []
+    for label in [c.strip() for c in args.classes.split(",") if c.strip()]:
+        row, image = render_class(runner, label, args, judges)
+        rows.append(row)
+        pictures.append(image)
+    write_gallery(out, rows, pictures, args, runner, judges)
+    print_table(rows)
     failed = [r["class"] for r in rows if not r["ok"]]
     print(f"wrote {out}/classes.png and {len(rows)} pictures; "
           + (f"FAILED: {', '.join(failed)}" if failed else "all checks passed"))

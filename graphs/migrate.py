@@ -4,6 +4,9 @@ A recipe states its version in the top-level key `dreamnodes`. Older
 versions are upgraded in memory by the steps in `MIGRATIONS` (version n ->
 n + 1), so recipes shared years ago keep running; saving writes the current
 version.
+
+A migration only rewrites the mapping; it checks nothing (that is done after,
+by `recipe` and `validate`, on the upgraded data).
 """
 from __future__ import annotations
 

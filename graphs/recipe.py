@@ -5,6 +5,10 @@
 `Recipe.problems` rather than raised, so that `validate` can report every
 problem at once. `dump_recipe` writes the canonical YAML; save -> load ->
 save gives the same bytes.
+
+It checks only the shape of a recipe, not its meaning: node types, parameter
+values and wiring are checked against the node specs by `validate`, and the
+YAML itself is read (safely, with bounds) by `yamlio`.
 """
 from __future__ import annotations
 
@@ -22,6 +26,16 @@ from .yamlio import read_yaml, write_yaml
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 TOP_KEYS = ("dreamnodes", "name", "description", "seed", "nodes", "editor")
 NODE_KEYS = ("type", "inputs", "params")
+
+
+def line_at(lines: dict[tuple, int], path: tuple) -> int | None:
+    """The line of the value at `path`, or else of the closest value that holds it; None if none is known."""
+    while path:
+        line = lines.get(path)
+        if line is not None:
+            return line
+        path = path[:-1]
+    return None
 
 
 @dataclass(frozen=True)
@@ -70,12 +84,7 @@ class Recipe:
     def problem(self, message: str, node: str | None = None, field: str | None = None,
                 path: tuple = ()) -> Problem:
         """A Problem located at the closest line we know for `path`."""
-        line = None
-        p = path
-        while line is None and p:
-            line = self.lines.get(p)
-            p = p[:-1]
-        return Problem(message, self.file, line, node, field)
+        return Problem(message, self.file, line_at(self.lines, path), node, field)
 
     @property
     def folder(self) -> Path | None:
@@ -85,6 +94,129 @@ class Recipe:
         return copy.deepcopy(self)
 
 
+class _Reading:
+    """Reading one recipe's data: its file, the line of every value, and the problems found so far
+    (the duplicate keys first). Each method reads one part and gives back what can be kept of it."""
+
+    def __init__(self, file: str | None, lines: dict[tuple, int], problems: list[Problem]):
+        self.file = file
+        self.lines = lines
+        self.problems = problems
+
+    def where(self, path: tuple) -> int | None:
+        return line_at(self.lines, path)
+
+    def report(self, message: str, line: int | None, node: str | None = None, field: str | None = None):
+        self.problems.append(Problem(message, self.file, line, node=node, field=field))
+
+    def schema(self, data: dict) -> dict:
+        """The data in the current schema version: older versions are migrated; a newer one is fatal."""
+        version = data.get("dreamnodes")
+        if version is None:
+            self.report(f"the top-level key 'dreamnodes' (the schema version, currently {SCHEMA_VERSION}) "
+                        f"is missing; add 'dreamnodes: {SCHEMA_VERSION}'", 1, field="dreamnodes")
+        elif not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            self.report(f"'dreamnodes' is the schema version, a whole number; got {version!r}",
+                        self.where(("dreamnodes",)), field="dreamnodes")
+        elif version > SCHEMA_VERSION:
+            raise RecipeError(Problem(f"this recipe uses schema version {version}, newer than this dreamnodes "
+                                      f"understands ({SCHEMA_VERSION}); upgrade dreamnodes", self.file,
+                                      self.where(("dreamnodes",)), field="dreamnodes"))
+        elif version < SCHEMA_VERSION:
+            return migrate(data, version)
+        return data
+
+    def header(self, data: dict) -> tuple[str, str, int, dict[str, Any]]:
+        """(name, description, seed, editor layout) of a recipe; unknown top-level keys are reported."""
+        for key in data:
+            if key not in TOP_KEYS:
+                self.report(f"unknown top-level key '{key}'; a recipe has {', '.join(TOP_KEYS)}",
+                            self.where((key,)), field=str(key))
+        seed = data.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            self.report(f"'seed' must be a whole number >= 0, got {seed!r}", self.where(("seed",)), field="seed")
+            seed = 0
+        name = self.string(data, "name")
+        desc = self.string(data, "description")
+        editor = self.mapping(data, "editor", (), "'editor' must be a mapping (layout only)")
+        return name, desc, seed, editor
+
+    def string(self, data: dict, key: str) -> str:
+        """The top-level text `key` ("" if absent); any other value is reported and made text."""
+        value = data.get(key, "")
+        if not isinstance(value, str):
+            self.report(f"'{key}' must be a string", self.where((key,)), field=key)
+            value = str(value)
+        return value
+
+    def mapping(self, body: dict, key: str, path: tuple, message: str, node: str | None = None) -> dict:
+        """The mapping under `key` of `body` (at `path`), {} if absent or empty; anything else is
+        reported with `message` and read as {}."""
+        value = body.get(key) or {}
+        if not isinstance(value, dict):
+            self.report(message, self.where(path + (key,)), node=node, field=key)
+            value = {}
+        return value
+
+    def nodes(self, data: dict) -> dict[str, RecipeNode]:
+        """The nodes that can be read; those that cannot are reported and left out."""
+        raw_nodes = data.get("nodes")
+        if raw_nodes is None:
+            self.report("the recipe has no 'nodes' mapping; add the nodes to run", 1, field="nodes")
+            raw_nodes = {}
+        elif not isinstance(raw_nodes, dict):
+            self.report("'nodes' must be a mapping of node id -> {type, inputs, params}", self.where(("nodes",)),
+                        field="nodes")
+            raw_nodes = {}
+        nodes: dict[str, RecipeNode] = {}
+        for nid, body in raw_nodes.items():
+            node = self.node(nid, body)
+            if node is not None:
+                nodes[nid] = node
+        return nodes
+
+    def node(self, nid: Any, body: Any) -> RecipeNode | None:
+        """One node, or None if its id or body cannot be read; its other problems are reported."""
+        path = ("nodes", nid)
+        if not isinstance(nid, str) or not NODE_ID.match(nid):
+            self.report(f"node id {nid!r} must start with a letter and hold only letters, digits, "
+                        "'_' and '-' (no dots: a dot separates a node from its output)",
+                        self.where(path), node=str(nid))
+            return None
+        if not isinstance(body, dict):
+            self.report("a node is a mapping with 'type' and optional 'inputs' and 'params'", self.where(path),
+                        node=nid)
+            return None
+        for key in body:
+            if key not in NODE_KEYS:
+                self.report(f"unknown key '{key}'; a node has {', '.join(NODE_KEYS)}",
+                            self.where(path + (key,)), node=nid, field=str(key))
+        ntype = body.get("type")
+        if not isinstance(ntype, str) or not ntype:
+            self.report("the node has no 'type' (e.g. type: image.load)", self.where(path), node=nid, field="type")
+            ntype = ""
+        params = self.mapping(body, "params", path, "'params' must be a mapping of parameter -> value", nid)
+        raw_inputs = self.mapping(body, "inputs", path,
+                                  "'inputs' must be a mapping of input -> node id (or node.output)", nid)
+        return RecipeNode(nid, ntype, {str(k): v for k, v in params.items()}, self.inputs(nid, raw_inputs))
+
+    def inputs(self, nid: str, raw_inputs: dict) -> dict[str, Ref | list[Ref]]:
+        """The wired inputs of node `nid`; an input with a malformed reference is reported and left out."""
+        inputs: dict[str, Ref | list[Ref]] = {}
+        for iname, v in raw_inputs.items():
+            vals = v if isinstance(v, list) else [v]
+            refs = []
+            for item in vals:
+                if not isinstance(item, str) or not item or item.count(".") > 1 \
+                        or not NODE_ID.match(item.partition(".")[0]):
+                    self.report(f"input '{iname}' must name a node ('node' or 'node.output'), got {item!r}",
+                                self.where(("nodes", nid, "inputs", iname)), node=nid, field=str(iname))
+                    continue
+                refs.append(Ref.parse(item))
+            if len(refs) == len(vals):
+                inputs[str(iname)] = refs if isinstance(v, list) else refs[0]
+        return inputs
+
 
 def parse_recipe(text: str | bytes, file: str | None = None) -> Recipe:
     """Read recipe text. Raises RecipeError only when it cannot be read at all."""
@@ -92,111 +224,11 @@ def parse_recipe(text: str | bytes, file: str | None = None) -> Recipe:
     if not isinstance(data, dict):
         raise RecipeError(Problem("a recipe is a YAML mapping with the keys 'dreamnodes' (the schema "
                                   "version) and 'nodes'", file, 1))
-    problems = list(dups)
-
-    def where(path: tuple) -> int | None:
-        while path:
-            if path in lines:
-                return lines[path]
-            path = path[:-1]
-        return None
-
-    version = data.get("dreamnodes")
-    if version is None:
-        problems.append(Problem(f"the top-level key 'dreamnodes' (the schema version, currently "
-                                f"{SCHEMA_VERSION}) is missing; add 'dreamnodes: {SCHEMA_VERSION}'", file, 1,
-                                field="dreamnodes"))
-        version = SCHEMA_VERSION
-    elif not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        problems.append(Problem(f"'dreamnodes' is the schema version, a whole number; got {version!r}",
-                                file, where(("dreamnodes",)), field="dreamnodes"))
-        version = SCHEMA_VERSION
-    elif version > SCHEMA_VERSION:
-        raise RecipeError(Problem(f"this recipe uses schema version {version}, newer than this dreamnodes "
-                                  f"understands ({SCHEMA_VERSION}); upgrade dreamnodes", file,
-                                  where(("dreamnodes",)), field="dreamnodes"))
-    elif version < SCHEMA_VERSION:
-        data = migrate(data, version)
-
-    for key in data:
-        if key not in TOP_KEYS:
-            problems.append(Problem(f"unknown top-level key '{key}'; a recipe has {', '.join(TOP_KEYS)}",
-                                    file, where((key,)), field=str(key)))
-    seed = data.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        problems.append(Problem(f"'seed' must be a whole number >= 0, got {seed!r}", file, where(("seed",)),
-                                field="seed"))
-        seed = 0
-    name = data.get("name", "")
-    if not isinstance(name, str):
-        problems.append(Problem("'name' must be a string", file, where(("name",)), field="name"))
-        name = str(name)
-    desc = data.get("description", "")
-    if not isinstance(desc, str):
-        problems.append(Problem("'description' must be a string", file, where(("description",)),
-                                field="description"))
-        desc = str(desc)
-    editor = data.get("editor") or {}
-    if not isinstance(editor, dict):
-        problems.append(Problem("'editor' must be a mapping (layout only)", file, where(("editor",)), field="editor"))
-        editor = {}
-
-    raw_nodes = data.get("nodes")
-    nodes: dict[str, RecipeNode] = {}
-    if raw_nodes is None:
-        problems.append(Problem("the recipe has no 'nodes' mapping; add the nodes to run", file, 1, field="nodes"))
-        raw_nodes = {}
-    elif not isinstance(raw_nodes, dict):
-        problems.append(Problem("'nodes' must be a mapping of node id -> {type, inputs, params}", file,
-                                where(("nodes",)), field="nodes"))
-        raw_nodes = {}
-    for nid, body in raw_nodes.items():
-        path = ("nodes", nid)
-        nid_s = str(nid)
-        if not isinstance(nid, str) or not NODE_ID.match(nid):
-            problems.append(Problem(f"node id {nid!r} must start with a letter and hold only letters, digits, "
-                                    "'_' and '-' (no dots: a dot separates a node from its output)",
-                                    file, where(path), node=nid_s))
-            continue
-        if not isinstance(body, dict):
-            problems.append(Problem("a node is a mapping with 'type' and optional 'inputs' and 'params'",
-                                    file, where(path), node=nid))
-            continue
-        for key in body:
-            if key not in NODE_KEYS:
-                problems.append(Problem(f"unknown key '{key}'; a node has {', '.join(NODE_KEYS)}",
-                                        file, where(path + (key,)), node=nid, field=str(key)))
-        ntype = body.get("type")
-        if not isinstance(ntype, str) or not ntype:
-            problems.append(Problem("the node has no 'type' (e.g. type: image.load)", file, where(path), node=nid,
-                                    field="type"))
-            ntype = ""
-        params = body.get("params") or {}
-        if not isinstance(params, dict):
-            problems.append(Problem("'params' must be a mapping of parameter -> value", file,
-                                    where(path + ("params",)), node=nid, field="params"))
-            params = {}
-        raw_inputs = body.get("inputs") or {}
-        inputs: dict[str, Ref | list[Ref]] = {}
-        if not isinstance(raw_inputs, dict):
-            problems.append(Problem("'inputs' must be a mapping of input -> node id (or node.output)", file,
-                                    where(path + ("inputs",)), node=nid, field="inputs"))
-            raw_inputs = {}
-        for iname, v in raw_inputs.items():
-            ipath = path + ("inputs", iname)
-            vals = v if isinstance(v, list) else [v]
-            refs = []
-            for item in vals:
-                if not isinstance(item, str) or not item or item.count(".") > 1 \
-                        or not NODE_ID.match(item.partition(".")[0]):
-                    problems.append(Problem(f"input '{iname}' must name a node ('node' or 'node.output'), "
-                                            f"got {item!r}", file, where(ipath), node=nid, field=str(iname)))
-                    continue
-                refs.append(Ref.parse(item))
-            if len(refs) == len(vals):
-                inputs[str(iname)] = refs if isinstance(v, list) else refs[0]
-        nodes[nid] = RecipeNode(nid, ntype, {str(k): v for k, v in params.items()}, inputs)
-    return Recipe(nodes, name, desc, seed, editor, SCHEMA_VERSION, file, lines, problems)
+    reading = _Reading(file, lines, list(dups))
+    data = reading.schema(data)
+    name, desc, seed, editor = reading.header(data)
+    nodes = reading.nodes(data)
+    return Recipe(nodes, name, desc, seed, editor, SCHEMA_VERSION, file, lines, reading.problems)
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -2,6 +2,7 @@
 
 The command line, the editor and (later) the server open recipes the same way, through
 `open_recipe`; every way it can fail is a UsageError that says what to give instead.
+It only finds and reads the recipe: checking it against the node specs is `validate`'s job.
 """
 from __future__ import annotations
 

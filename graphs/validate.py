@@ -5,6 +5,10 @@ parameters and inputs; missing, mistyped and out-of-range values; dangling
 references; socket type mismatches; cycles) and raises one RecipeError
 listing them all, each with file, line, node and field. On success it
 returns the checked parameters of every node, defaults filled in.
+
+It runs no node, loads no weights and opens no input file: input paths are
+only checked to stay inside the allowed folders, not to exist. Reading the
+recipe text (and its structural problems) is `recipe.py`'s job.
 """
 from __future__ import annotations
 
@@ -16,17 +20,25 @@ import networkx as nx
 from dreamnodes.files import outside_problem
 from dreamnodes.errors import Problem, RecipeError
 from dreamnodes.limits import DEFAULT_LIMITS, Limits
-from dreamnodes.spec import NodeSpec
+from dreamnodes.spec import NodeSpec, Param
 
-from .recipe import Recipe, Ref
+from .recipe import Recipe, RecipeNode, Ref
 
 
 MAX_PROBLEMS = 500
+#: the search for cycles stops once the problems found and the cycles reach this many
+MAX_CYCLE_SEARCH = 200
 
 
 def _hint(word: str, options) -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _not_one_of(name: str, what: str, type_name: str, kind: str, names: list[str]) -> str:
+    """The message for a parameter or input `name` that the node type does not have as such."""
+    return (f"'{name}' is {what} of {type_name}.{_hint(name, names)} "
+            f"{kind}: {', '.join(names) or 'none'}")
 
 
 def to_digraph(recipe: Recipe) -> nx.DiGraph:
@@ -71,6 +83,175 @@ def _pixels_problem(spec: NodeSpec, params: dict[str, Any], limits: Limits) -> t
                    f"or if this machine can take it, run with --limit pixels={pixels}")
 
 
+def _cycles(recipe: Recipe, found: int) -> list[list[str]]:
+    """The cycles of two or more nodes, each from its first node in the recipe, in recipe order.
+
+    The search stops once `found` (the problems found so far) and the cycles reach MAX_CYCLE_SEARCH."""
+    g = to_digraph(recipe)
+    # networkx yields cycles in an order (and from a start node) that varies with string hashing;
+    # start each at its first node in the recipe and sort them, so the report is the same every run
+    pos = {nid: i for i, nid in enumerate(recipe.nodes)}
+    cycles = []
+    for cycle in nx.simple_cycles(g):
+        if len(cycle) == 1:
+            continue  # self-references are reported with the node's inputs
+        k = min(range(len(cycle)), key=lambda i: pos[cycle[i]])
+        cycles.append(cycle[k:] + cycle[:k])
+        if found + len(cycles) > MAX_CYCLE_SEARCH:
+            break
+    return sorted(cycles, key=lambda c: [pos[n] for n in c])
+
+
+class _Validation:
+    """One run of `validate`: the recipe and what it is checked against, the problems found so far
+    (the recipe's own first) and the checked parameters of every node."""
+
+    def __init__(self, recipe: Recipe, registry: Mapping[str, NodeSpec], limits: Limits, input_roots):
+        self.recipe = recipe
+        self.registry = registry
+        self.limits = limits
+        self.input_roots = input_roots
+        self.problems: list[Problem] = list(recipe.problems)
+        self.resolved: dict[str, dict[str, Any]] = {}
+
+    def report(self, message: str, node: str | None = None, field: str | None = None, path: tuple = ()):
+        self.problems.append(self.recipe.problem(message, node, field, path))
+
+    def stop_if_too_many(self):
+        """A recipe this broken: stop early, report what was found."""
+        if len(self.problems) >= MAX_PROBLEMS:
+            self.problems.insert(0, self.recipe.problem(
+                f"validation stopped after {MAX_PROBLEMS} problems; fix these first"))
+            raise RecipeError(self.problems)
+
+    def node(self, nid: str, n: RecipeNode):
+        """Check one node: its type, its parameters and its inputs."""
+        spec = self.registry.get(n.type)
+        if spec is None:
+            if n.type:  # a node without a type was reported when the recipe was read
+                self.report(f"unknown node type '{n.type}'.{_hint(n.type, self.registry)} "
+                            "('dreamnodes nodes' lists the types)", nid, "type", ("nodes", nid, "type"))
+            return
+        self.resolved[nid] = self.params(nid, n, spec)
+        for iname, value in n.inputs.items():
+            self.input(nid, n, spec, iname, value)
+        for inp in spec.inputs:
+            if not inp.optional and inp.name not in n.inputs:
+                self.report(f"input '{inp.name}' ({inp.describe()}) is not connected; wire it under 'inputs'",
+                            nid, inp.name, ("nodes", nid, "inputs"))
+
+    def params(self, nid: str, n: RecipeNode, spec: NodeSpec) -> dict[str, Any]:
+        """The checked parameters of one node, defaults filled in; the wrong ones are reported and left out."""
+        params: dict[str, Any] = {}
+        bad_params = False
+        for pname, value in n.params.items():
+            p = spec.param(pname)
+            if p is None:
+                what = "an input (wire it under 'inputs')" if spec.input(pname) else "not a parameter"
+                self.report(_not_one_of(pname, what, n.type, "Parameters", [q.name for q in spec.params]),
+                            nid, pname, ("nodes", nid, "params", pname))
+                continue
+            checked, err = self.param_value(p, value)
+            if err:
+                self.report(err, nid, pname, ("nodes", nid, "params", pname))
+                bad_params = True
+            else:
+                params[pname] = checked
+        bad_params = self.defaults(nid, n, spec, params) or bad_params
+        if not bad_params:
+            too_big = _pixels_problem(spec, params, self.limits)
+            if too_big:
+                self.report(too_big[1], nid, too_big[0], ("nodes", nid, "params", too_big[0]))
+        return params
+
+    def param_value(self, p: Param, value: Any) -> tuple[Any, str | None]:
+        """(the checked value, what is wrong with it or None): its kind, range, limit and folder."""
+        checked, err = p.check(value, self.limits)
+        if err:
+            return checked, f"{err} (expected {p.describe()})"
+        if p.kind == "path" and self.input_roots is not None:
+            return checked, outside_problem(checked, self.input_roots)
+        return checked, None
+
+    def defaults(self, nid: str, n: RecipeNode, spec: NodeSpec, params: dict[str, Any]) -> bool:
+        """Fill in the parameters a node leaves out; report the required ones, and defaults over a
+        lowered limit (True if there was such a default)."""
+        bad = False
+        for p in spec.params:
+            if p.name in n.params:
+                continue
+            if p.required:
+                self.report(f"parameter '{p.name}' is required ({p.describe()}); set it under 'params'",
+                            nid, p.name, ("nodes", nid, "params"))
+                continue
+            params[p.name] = p.default
+            if p.limit and p.limit in self.limits.overrides and isinstance(p.default, int):
+                err = self.limits.over(p.limit, p.default, None)
+                if err:
+                    self.report(f"the default {err}", nid, p.name, ("nodes", nid, "params"))
+                    bad = True
+        return bad
+
+    def input(self, nid: str, n: RecipeNode, spec: NodeSpec, iname: str, value: Ref | list[Ref]):
+        """Check one wired input: that the node has it, that it takes one or a list as wired, and
+        every reference in it."""
+        inp = spec.input(iname)
+        ipath = ("nodes", nid, "inputs", iname)
+        if inp is None:
+            what = "a parameter (set it under 'params')" if spec.param(iname) else "not an input"
+            self.report(_not_one_of(iname, what, n.type, "Inputs", [i.name for i in spec.inputs]),
+                        nid, iname, ipath)
+            return
+        if isinstance(value, list) and not inp.is_list:
+            self.report(f"input '{iname}' takes one {inp.type.socket_name()}, not a list", nid, iname, ipath)
+            return
+        if inp.is_list and not isinstance(value, list):  # the node would get one item, not a list
+            self.report(f"input '{iname}' takes a list of {inp.type.socket_name()}; write it as [{value}]",
+                        nid, iname, ipath)
+            return
+        for ref in (value if isinstance(value, list) else [value]):
+            self.reference(nid, iname, inp.type, ref)
+
+    def reference(self, nid: str, iname: str, wanted: type, ref: Ref):
+        """Check that `ref`, wired to input `iname` of node `nid`, names another node's output of
+        the `wanted` socket type."""
+        ipath = ("nodes", nid, "inputs", iname)
+        src = self.recipe.nodes.get(ref.node)
+        if src is None:
+            self.report(f"input '{iname}' refers to node '{ref.node}', which is not in the recipe."
+                        f"{_hint(ref.node, self.recipe.nodes)}", nid, iname, ipath)
+            return
+        if ref.node == nid:
+            self.report(f"input '{iname}' refers to the node itself; a node cannot feed itself", nid, iname, ipath)
+            return
+        sspec = self.registry.get(src.type)
+        if sspec is None:
+            return  # already reported on that node
+        out = resolve_output(sspec, ref)
+        if not sspec.outputs:
+            self.report(f"node '{ref.node}' ({src.type}) has no outputs (it only writes files); it cannot feed "
+                        f"input '{iname}'", nid, iname, ipath)
+            return
+        if out is None:
+            names = ", ".join(o.name for o in sspec.outputs) or "none"
+            msg = (f"node '{ref.node}' ({src.type}) has several outputs ({names}); write "
+                   f"'{ref.node}.OUTPUT'" if ref.output is None else
+                   f"node '{ref.node}' ({src.type}) has no output '{ref.output}' (outputs: {names})")
+            self.report(msg, nid, iname, ipath)
+            return
+        if not issubclass(out.type, wanted):
+            self.report(f"input '{iname}' takes {wanted.socket_name()}, but '{ref}' gives "
+                        f"{out.type.socket_name()}", nid, iname, ipath)
+
+    def cycles(self):
+        """Report every cycle (up to the search's cap) at the input of its first node that closes it."""
+        for cycle in _cycles(self.recipe, len(self.problems)):
+            ring = " -> ".join(cycle + [cycle[0]])
+            iname = next(i for i, r in self.recipe.nodes[cycle[0]].input_refs() if r.node == cycle[-1])
+            self.report(f"the nodes form a cycle ({ring}); a recipe must flow one way",
+                        cycle[0], iname, ("nodes", cycle[0], "inputs", iname))
+
+
 def validate(recipe: Recipe, registry: Mapping[str, NodeSpec], limits: Limits | None = None,
              input_roots=None) -> dict[str, dict[str, Any]]:
     """Check a recipe against the node specs; return the checked parameters of every node.
@@ -79,133 +260,11 @@ def validate(recipe: Recipe, registry: Mapping[str, NodeSpec], limits: Limits | 
     parameter's own range and `LIMITS`). With `input_roots` (the folders a run may read from),
     input file parameters are also checked to stay inside them.
     """
-    limits = limits or DEFAULT_LIMITS
-    problems: list[Problem] = list(recipe.problems)
-    resolved: dict[str, dict[str, Any]] = {}
+    check = _Validation(recipe, registry, limits or DEFAULT_LIMITS, input_roots)
     for nid, n in recipe.nodes.items():
-        if len(problems) >= MAX_PROBLEMS:  # a recipe this broken: stop early, report what was found
-            problems.insert(0, recipe.problem(f"validation stopped after {MAX_PROBLEMS} problems; fix these first"))
-            raise RecipeError(problems)
-        base = ("nodes", nid)
-        spec = registry.get(n.type)
-        if spec is None:
-            if n.type:
-                problems.append(recipe.problem(
-                    f"unknown node type '{n.type}'.{_hint(n.type, registry)} "
-                    "('dreamnodes nodes' lists the types)", nid, "type", base + ("type",)))
-            continue
-        params: dict[str, Any] = {}
-        bad_params = False
-        for pname, value in n.params.items():
-            p = spec.param(pname)
-            if p is None:
-                what = "an input (wire it under 'inputs')" if spec.input(pname) else "not a parameter"
-                problems.append(recipe.problem(
-                    f"'{pname}' is {what} of {n.type}.{_hint(pname, [q.name for q in spec.params])} "
-                    f"Parameters: {', '.join(q.name for q in spec.params) or 'none'}",
-                    nid, pname, base + ("params", pname)))
-                continue
-            checked, err = p.check(value, limits)
-            if err:
-                err = f"{err} (expected {p.describe()})"
-            elif p.kind == "path" and input_roots is not None:
-                err = outside_problem(checked, input_roots)
-            if err:
-                problems.append(recipe.problem(err, nid, pname, base + ("params", pname)))
-                bad_params = True
-            else:
-                params[pname] = checked
-        for p in spec.params:
-            if p.name not in n.params:
-                if p.required:
-                    problems.append(recipe.problem(
-                        f"parameter '{p.name}' is required ({p.describe()}); set it under 'params'",
-                        nid, p.name, base + ("params",)))
-                else:
-                    params[p.name] = p.default
-                    if p.limit and p.limit in limits.overrides and isinstance(p.default, int):
-                        err = limits.over(p.limit, p.default, None)
-                        if err:
-                            problems.append(recipe.problem(f"the default {err}", nid, p.name, base + ("params",)))
-                            bad_params = True
-        if not bad_params:
-            too_big = _pixels_problem(spec, params, limits)
-            if too_big:
-                problems.append(recipe.problem(too_big[1], nid, too_big[0], base + ("params", too_big[0])))
-        resolved[nid] = params
-
-        for iname, value in n.inputs.items():
-            inp = spec.input(iname)
-            ipath = base + ("inputs", iname)
-            if inp is None:
-                what = "a parameter (set it under 'params')" if spec.param(iname) else "not an input"
-                problems.append(recipe.problem(
-                    f"'{iname}' is {what} of {n.type}.{_hint(iname, [i.name for i in spec.inputs])} "
-                    f"Inputs: {', '.join(i.name for i in spec.inputs) or 'none'}", nid, iname, ipath))
-                continue
-            if isinstance(value, list) and not inp.is_list:
-                problems.append(recipe.problem(f"input '{iname}' takes one {inp.type.socket_name()}, "
-                                               "not a list", nid, iname, ipath))
-                continue
-            if inp.is_list and not isinstance(value, list):  # the node would get one item, not a list
-                problems.append(recipe.problem(f"input '{iname}' takes a list of {inp.type.socket_name()}; "
-                                               f"write it as [{value}]", nid, iname, ipath))
-                continue
-            for ref in (value if isinstance(value, list) else [value]):
-                src = recipe.nodes.get(ref.node)
-                if src is None:
-                    problems.append(recipe.problem(
-                        f"input '{iname}' refers to node '{ref.node}', which is not in the recipe."
-                        f"{_hint(ref.node, recipe.nodes)}", nid, iname, ipath))
-                    continue
-                if ref.node == nid:
-                    problems.append(recipe.problem(f"input '{iname}' refers to the node itself; "
-                                                   "a node cannot feed itself", nid, iname, ipath))
-                    continue
-                sspec = registry.get(src.type)
-                if sspec is None:
-                    continue  # already reported on that node
-                out = resolve_output(sspec, ref)
-                if not sspec.outputs:
-                    problems.append(recipe.problem(
-                        f"node '{ref.node}' ({src.type}) has no outputs (it only writes files); it cannot feed "
-                        f"input '{iname}'", nid, iname, ipath))
-                    continue
-                if out is None:
-                    names = ", ".join(o.name for o in sspec.outputs) or "none"
-                    msg = (f"node '{ref.node}' ({src.type}) has several outputs ({names}); write "
-                           f"'{ref.node}.OUTPUT'" if ref.output is None else
-                           f"node '{ref.node}' ({src.type}) has no output '{ref.output}' (outputs: {names})")
-                    problems.append(recipe.problem(msg, nid, iname, ipath))
-                    continue
-                if not issubclass(out.type, inp.type):
-                    problems.append(recipe.problem(
-                        f"input '{iname}' takes {inp.type.socket_name()}, but '{ref}' gives "
-                        f"{out.type.socket_name()}", nid, iname, ipath))
-        for inp in spec.inputs:
-            if not inp.optional and inp.name not in n.inputs:
-                problems.append(recipe.problem(
-                    f"input '{inp.name}' ({inp.describe()}) is not connected; wire it under 'inputs'",
-                    nid, inp.name, base + ("inputs",)))
-
-    g = to_digraph(recipe)
-    # networkx yields cycles in an order (and from a start node) that varies with string hashing;
-    # start each at its first node in the recipe and sort them, so the report is the same every run
-    pos = {nid: i for i, nid in enumerate(recipe.nodes)}
-    cycles = []
-    for cycle in nx.simple_cycles(g):
-        if len(cycle) == 1:
-            continue  # self-references were reported above
-        k = min(range(len(cycle)), key=lambda i: pos[cycle[i]])
-        cycles.append(cycle[k:] + cycle[:k])
-        if len(problems) + len(cycles) > 200:
-            break
-    for cycle in sorted(cycles, key=lambda c: [pos[n] for n in c]):
-        ring = " -> ".join(cycle + [cycle[0]])
-        # the input of the first node that closes the ring
-        iname = next(i for i, r in recipe.nodes[cycle[0]].input_refs() if r.node == cycle[-1])
-        problems.append(recipe.problem(f"the nodes form a cycle ({ring}); a recipe must flow one way",
-                                       cycle[0], iname, ("nodes", cycle[0], "inputs", iname)))
-    if problems:
-        raise RecipeError(problems)
-    return resolved
+        check.stop_if_too_many()
+        check.node(nid, n)
+    check.cycles()
+    if check.problems:
+        raise RecipeError(check.problems)
+    return check.resolved

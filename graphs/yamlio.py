@@ -6,6 +6,10 @@ validation can point at the line to fix. Only the standard YAML tags are
 accepted (no `!!python/...`), aliases count towards a bound on the number of
 values (no "billion laughs"), and nesting depth and text size are bounded.
 Duplicate mapping keys are reported, not silently overwritten.
+
+It does not interpret the data: which keys a recipe has and what they mean
+is `recipe`'s and `validate`'s business (it only knows where a recipe's node
+ids and fields sit in a path, to locate its errors).
 """
 from __future__ import annotations
 

@@ -31,7 +31,6 @@ import time
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
 import torch
 

@@ -19,6 +19,7 @@ import json
 import sys
 import traceback
 import unicodedata
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from dreamnodes import events as ev
@@ -28,6 +29,10 @@ from dreamnodes.graphs.sources import open_recipe
 from dreamnodes.graphs.yamlio import read_yaml
 from dreamnodes.meta import PROVENANCE_KEY, RECIPE_KEY, read_png_text
 from dreamnodes.limits import LIMITS, Limits
+
+#: the entry-point group of the commands other packages add (`register(subparsers)`)
+COMMANDS = "dreamnodes.commands"
+
 
 def printable(text: str) -> str:
     """Text from a recipe or a picture, safe to print on a terminal: control and format characters
@@ -179,7 +184,7 @@ def cmd_nodes(args) -> int:
         if spec is None:
             raise UsageError(f"unknown node type '{args.type}'; 'dreamnodes nodes' lists them")
         print(f"{spec.type_name}  (version {spec.version}{', random' if spec.random else ''}"
-              f"{', writes files' if spec.writes else ''})\n")
+              f"{', writes files' if spec.writes else ''}; defined in {spec.module})\n")
         print(spec.doc + "\n")
         if spec.inputs:
             print("inputs:")
@@ -278,7 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dreamnodes", description="Run and inspect dreamnodes recipes.")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     sub = ap.add_subparsers(dest="command", required=True)
+    for add in (_add_run, _add_validate, _add_nodes, _add_show, _add_samples, _add_layers, _add_classes):
+        add(sub)
+    _add_plugin_commands(sub)
+    return ap
 
+
+def _add_run(sub) -> None:
     r = sub.add_parser("run", help="run a recipe (or re-run the recipe inside a PNG)")
     r.add_argument("recipe", nargs="?", help="recipe.yaml or picture.png (default: the built-in DeepDream)")
     r.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE", help="override a parameter")
@@ -287,10 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     r.add_argument("--only", action="append", metavar="NODE", help="run just this node and what it needs")
     r.add_argument("--no-cache", action="store_true", help="recompute everything (also DREAMNODES_NO_CACHE=1)")
-    r.add_argument("--allow-read", action="append", metavar="DIR", help="a folder input files may come from")
-    r.add_argument("--limit", action="append", metavar="KIND=N",
-                   help="set a resource limit (a refused recipe's message names the one to raise): "
-                        + ", ".join(f"{k.name} ({k.unit})" for k in LIMITS.values()))
+    _add_read_and_limits(r, "set a resource limit (a refused recipe's message names the one to raise): "
+                            + ", ".join(f"{k.name} ({k.unit})" for k in LIMITS.values()))
     r.add_argument("--trust", action="store_true",
                    help="load model files in formats that can run code (TorchScript, full pickles); "
                         "only for files from a source you trust")
@@ -298,23 +307,39 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     r.set_defaults(fn=cmd_run)
 
+
+def _add_validate(sub) -> None:
     v = sub.add_parser("validate", help="check a recipe without running it")
     v.add_argument("recipe")
-    v.add_argument("--allow-read", action="append", metavar="DIR", help="a folder input files may come from")
-    v.add_argument("--limit", action="append", metavar="KIND=N", help="raise a resource limit (see run --help)")
+    _add_read_and_limits(v, "raise a resource limit (see run --help)")
     v.set_defaults(fn=cmd_validate)
 
+
+def _add_read_and_limits(p, limit_help: str) -> None:
+    """--allow-read and --limit, which `run` and `validate` share."""
+    p.add_argument("--allow-read", action="append", metavar="DIR", help="a folder input files may come from")
+    p.add_argument("--limit", action="append", metavar="KIND=N", help=limit_help)
+
+
+def _add_nodes(sub) -> None:
     n = sub.add_parser("nodes", help="list node types, or describe one")
     n.add_argument("type", nargs="?")
     n.set_defaults(fn=cmd_nodes)
 
+
+def _add_show(sub) -> None:
     s = sub.add_parser("show", help="print the recipe embedded in a PNG")
     s.add_argument("image")
     s.add_argument("--recipe-only", action="store_true")
     s.set_defaults(fn=cmd_show)
 
+
+def _add_samples(sub) -> None:
     sm = sub.add_parser("samples", help="list the bundled sample photos")
     sm.set_defaults(fn=cmd_samples)
+
+
+def _add_layers(sub) -> None:
     ly = sub.add_parser("layers", help="list a model's layer paths with their output shapes")
     ly.add_argument("model", help="an architecture (mobilenet_v2, googlenet, ...) or RECIPE.yaml:MODEL_NODE")
     ly.add_argument("--size", type=int, default=224, help="input size in pixels (default 224)")
@@ -322,19 +347,25 @@ def build_parser() -> argparse.ArgumentParser:
     ly.add_argument("--device", default=None)
     ly.set_defaults(fn=cmd_layers)
 
+
+def _add_classes(sub) -> None:
     cl = sub.add_parser("classes", help="search the class names of a model (ImageNet for the defaults)")
     cl.add_argument("words", nargs="*", help="words the class name must contain")
     cl.add_argument("--model", default="mobilenet_v2", help="architecture or RECIPE.yaml:MODEL_NODE")
     cl.add_argument("--device", default=None)
     cl.set_defaults(fn=cmd_classes)
 
-    try:  # `dreamnodes edit` comes with the editor package; it imports Qt only when it runs
-        from dreamnodes.editor.cli_hook import register as register_edit
-    except ImportError:
-        pass
-    else:
-        register_edit(sub)
-    return ap
+
+def _add_plugin_commands(sub) -> None:
+    """Commands that packages above the command line add to it (the editor's `edit`): every entry point
+    of the group COMMANDS is called with the subparsers. One that fails is a warning, not the end of
+    the other commands."""
+    for ep in entry_points(group=COMMANDS):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # a broken plugin must not take the whole command line down
+            print(f"warning: command '{ep.name}' ({ep.value}) not available: {type(exc).__name__}: "
+                  f"{printable(str(exc))}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None, *, errors: list | None = None) -> int:

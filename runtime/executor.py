@@ -103,6 +103,19 @@ class RunResult:
         return outs[name] if name else next(iter(outs.values()))
 
 
+@dataclass
+class _RunState:
+    """What one run carries from node to node."""
+
+    recipe: Recipe
+    params: dict[str, dict[str, Any]]  # the checked parameters, by node
+    result: RunResult
+    recipe_text: Callable[[], str]  # the recipe as YAML, made when a node that writes files first needs it
+    provenance: dict[str, Any]
+    roots: tuple[Path, ...]  # the folders input files may come from
+    staging: Path | None = None  # made for the first node that writes files
+
+
 class Runner:
     """Executes recipes. Keep one Runner alive to reuse its in-memory cache."""
 
@@ -138,8 +151,7 @@ class Runner:
     # ------------------------------------------------------------------
     def plan(self, recipe: Recipe, only: Iterable[str] | None = None) -> tuple[dict, list[str]]:
         """Validate and return (checked params, the nodes to run in order)."""
-        roots = ((recipe.folder,) if recipe.folder else ()) + self.input_roots
-        params = validate(recipe, self.registry, self.limits, roots)
+        params = validate(recipe, self.registry, self.limits, self._roots(recipe))
         g = to_digraph(recipe)
         if only:
             targets = list(only)
@@ -162,7 +174,29 @@ class Runner:
             recipe = recipe.copy()
             recipe.seed = seed
         params, order = self.plan(recipe, only)
-        recipe_text = _Lazy(lambda: dump_recipe(recipe))  # only nodes that write files need it
+        state = _RunState(recipe, params, RunResult(), _Lazy(lambda: dump_recipe(recipe)),
+                          self._provenance(recipe), self._roots(recipe))
+        for nid in order:
+            self.emit(ev.NodeQueued(nid))
+        try:
+            for nid in order:
+                if self.cancel_event.is_set():
+                    raise Cancelled()
+                self._run_node(state, nid)
+            if state.staging is not None:
+                with _interrupts_deferred():  # all of the outputs or none of them
+                    state.result.written = self.committed = self._commit(state.staging)
+        finally:
+            if state.staging is not None:
+                shutil.rmtree(state.staging, ignore_errors=True)
+        return state.result
+
+    def _roots(self, recipe: Recipe) -> tuple[Path, ...]:
+        """The folders input files may come from: the recipe's own, then the allowed ones."""
+        return ((recipe.folder,) if recipe.folder else ()) + self.input_roots
+
+    def _provenance(self, recipe: Recipe) -> dict[str, Any]:
+        """What the pictures of this run record about how they were made (weights are added as they load)."""
         provenance: dict[str, Any] = {
             "dreamnodes": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "seed": recipe.seed, "device": str(self.device), "weights": {},
@@ -172,35 +206,43 @@ class Runner:
             provenance["torchvision"] = torchvision.__version__
         except ImportError:
             pass
-        roots = ((recipe.folder,) if recipe.folder else ()) + self.input_roots
-        result = RunResult()
-        staging: Path | None = None
-        for nid in order:
-            self.emit(ev.NodeQueued(nid))
-        try:
-            for nid in order:
-                if self.cancel_event.is_set():
-                    raise Cancelled()
-                node = recipe.nodes[nid]
-                spec = self.registry[node.type]
-                if spec.writes and staging is None:
-                    self.out_dir.mkdir(parents=True, exist_ok=True)
-                    sweep_stale_staging(self.out_dir, STAGING_PREFIX)  # left by a killed run
-                    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.out_dir))
-                self._run_node(recipe, nid, spec, params[nid], result, recipe_text, provenance, roots, staging)
-            if staging is not None:
-                with _interrupts_deferred():  # all of the outputs or none of them
-                    result.written = self.committed = self._commit(staging)
-        except BaseException:
-            if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
-            raise
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        return result
+        return provenance
+
+    def _staging(self, state: _RunState) -> Path:
+        """The run's staging folder in the output folder, made when the first node that writes runs."""
+        if state.staging is None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            sweep_stale_staging(self.out_dir, STAGING_PREFIX)  # left by a killed run
+            state.staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.out_dir))
+        return state.staging
 
     # ------------------------------------------------------------------
-    def _inputs(self, recipe: Recipe, nid: str, spec: NodeSpec, result: RunResult):
+    def _run_node(self, state: _RunState, nid: str) -> None:
+        spec = self.registry[state.recipe.nodes[nid].type]
+        if spec.writes:
+            self._staging(state)
+        inputs, input_keys = self._inputs(state, nid)
+        seed = self._seed(state, nid)
+        key = state.result.keys[nid] = self._cache_key(state, nid, spec, seed, input_keys)
+        self.emit(ev.NodeStarted(nid, spec.type_name))
+        if self.use_cache and self._from_cache(state, nid, spec, key):
+            return
+        ctx = self._context(state, nid, spec, seed, key)
+        kwargs = self._arguments(state, nid, spec, inputs, ctx)
+        t0 = time.perf_counter()
+        value = self._call(nid, spec, ctx, kwargs)
+        seconds = time.perf_counter() - t0
+        outputs = self._as_tuple(nid, spec, value)
+        self._store(state, nid, spec, outputs)
+        state.result.ran.append(nid)
+        state.result.seconds[nid] = seconds
+        if self.use_cache:
+            self._remember(key, spec, outputs, ctx.written)
+        self.emit(ev.NodeFinished(nid, cached=False, seconds=seconds))
+
+    def _inputs(self, state: _RunState, nid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The node's input values, and their cache keys (the source's key and output name)."""
+        recipe, result = state.recipe, state.result
         values: dict[str, Any] = {}
         keys: dict[str, Any] = {}
         for iname, v in recipe.nodes[nid].inputs.items():
@@ -215,44 +257,65 @@ class Runner:
             keys[iname] = ks if isinstance(v, list) else ks[0]
         return values, keys
 
-    def _run_node(self, recipe, nid, spec, params, result, recipe_text, provenance, roots, staging):
-        inputs, input_keys = self._inputs(recipe, nid, spec, result)
-        explicit = params.get("seed")
-        seed = explicit if isinstance(explicit, int) else node_seed(recipe.seed, nid)
+    @staticmethod
+    def _seed(state: _RunState, nid: str) -> int:
+        """The node's `seed` parameter when it sets one, else its share of the recipe's seed."""
+        explicit = state.params[nid].get("seed")
+        return explicit if isinstance(explicit, int) else node_seed(state.recipe.seed, nid)
+
+    def _cache_key(self, state: _RunState, nid: str, spec: NodeSpec, seed: int, input_keys: dict) -> str:
+        params = state.params[nid]
         extra = {}
-        files = input_files(spec, params, roots)
+        files = input_files(spec, params, state.roots)
         if files:
             extra["files"] = files
         if spec.writes:  # the embedded recipe and the destination are part of what is written
-            extra["writes"] = [hashlib.sha256(recipe_text().encode()).hexdigest(), str(self.out_dir.resolve())]
-        key = cache_key(spec, params, seed if spec.random else None, input_keys, extra or None)
-        result.keys[nid] = key
-        self.emit(ev.NodeStarted(nid, spec.type_name))
+            extra["writes"] = [hashlib.sha256(state.recipe_text().encode()).hexdigest(), str(self.out_dir.resolve())]
+        return cache_key(spec, params, seed if spec.random else None, input_keys, extra or None)
 
-        if self.use_cache:
-            hit = self.cache.get_memory(key)
-            if hit is not None and spec.writes:
-                outputs, files = hit
-                if all((self.out_dir / f).exists() for f in files):
-                    hit = outputs
-                else:
-                    hit = None
-            if hit is None and not spec.writes:
-                hit = self.cache.get_disk(key)
-                if hit is not None:
-                    self.cache.put_memory(key, hit)
+    def _from_cache(self, state: _RunState, nid: str, spec: NodeSpec, key: str) -> bool:
+        """Take the node's outputs from the cache if they are there; True if they were."""
+        hit = self._lookup(key, spec.writes)
+        if hit is None:
+            return False
+        self._store(state, nid, spec, hit)
+        state.result.cached.append(nid)
+        self.emit(ev.NodeFinished(nid, cached=True))
+        return True
+
+    def _lookup(self, key: str, writes: bool) -> tuple | None:
+        """Cached outputs: from memory, else from disk. A node that writes files is cached in memory
+        only, with the files it wrote, and counts as cached only while those files are still there."""
+        hit = self.cache.get_memory(key)
+        if writes:
+            if hit is None:
+                return None
+            outputs, files = hit
+            return outputs if all((self.out_dir / f).exists() for f in files) else None
+        if hit is None:
+            hit = self.cache.get_disk(key)
             if hit is not None:
-                self._store(result, nid, spec, hit, provenance)
-                result.cached.append(nid)
-                self.emit(ev.NodeFinished(nid, cached=True))
-                return
+                self.cache.put_memory(key, hit)
+        return hit
 
-        ctx = Context(node_id=nid, seed=seed, device=self.device, out_dir=staging or self.out_dir,
-                      input_roots=roots, emit=self.emit, cancel=self.cancel_event, trust=self.trust,
-                      recipe_text=recipe_text() if spec.writes else "",
-                      provenance=json.loads(json.dumps(provenance)) if spec.writes else {},
-                      checkpoints=NodeCheckpoints(self.cache, key) if self.use_cache else None)
-        kwargs = dict(params)
+    def _remember(self, key: str, spec: NodeSpec, outputs: tuple, written: Iterable[str]) -> None:
+        if spec.writes:
+            self.cache.put_memory(key, (outputs, list(written)))
+        else:
+            self.cache.put_memory(key, outputs)
+            self.cache.put_disk(key, outputs)
+
+    def _context(self, state: _RunState, nid: str, spec: NodeSpec, seed: int, key: str) -> Context:
+        return Context(node_id=nid, seed=seed, device=self.device, out_dir=state.staging or self.out_dir,
+                       input_roots=state.roots, emit=self.emit, cancel=self.cancel_event, trust=self.trust,
+                       recipe_text=state.recipe_text() if spec.writes else "",
+                       provenance=json.loads(json.dumps(state.provenance)) if spec.writes else {},
+                       checkpoints=NodeCheckpoints(self.cache, key) if self.use_cache else None)
+
+    @staticmethod
+    def _arguments(state: _RunState, nid: str, spec: NodeSpec, inputs: dict, ctx: Context) -> dict[str, Any]:
+        """The keyword arguments of the node's function: its parameters, its inputs, its Context."""
+        kwargs = dict(state.params[nid])
         kwargs.update(inputs)
         for i in spec.inputs:  # a list input left unwired is an empty list (validation allows that)
             if i.is_list and i.name not in kwargs and \
@@ -260,15 +323,19 @@ class Runner:
                 kwargs[i.name] = []
         if spec.context_arg:
             kwargs[spec.context_arg] = ctx
-        t0 = time.perf_counter()
+        return kwargs
+
+    def _call(self, nid: str, spec: NodeSpec, ctx: Context, kwargs: dict[str, Any]) -> Any:
+        """Run the node: its memory estimate, then its function. A failure is announced (NodeFailed)
+        and raised as a NodeError that names the node (a DreamError that is no NodeError as it is)."""
         try:
             if spec.memory is not None:  # refuses, with advice, what would not fit in memory
                 spec.memory(ctx, **{k: v for k, v in kwargs.items() if k != spec.context_arg})
-            value = spec.fn(**kwargs)
+            return spec.fn(**kwargs)
         except Cancelled:
             raise
         except NodeError as exc:
-            if exc.node is None:
+            if exc.node is None:  # stamped with the node that raised it
                 exc = NodeError(exc.detail, nid)
                 self.emit(ev.NodeFailed(nid, str(exc)))
                 raise exc
@@ -281,18 +348,6 @@ class Runner:
             msg = f"{spec.type_name} failed: {type(exc).__name__}: {exc}"
             self.emit(ev.NodeFailed(nid, msg))
             raise NodeError(msg, nid) from exc
-        seconds = time.perf_counter() - t0
-        outputs = self._as_tuple(nid, spec, value)
-        self._store(result, nid, spec, outputs, provenance)
-        result.ran.append(nid)
-        result.seconds[nid] = seconds
-        if self.use_cache:
-            if spec.writes:
-                self.cache.put_memory(key, (outputs, list(ctx.written)))
-            else:
-                self.cache.put_memory(key, outputs)
-                self.cache.put_disk(key, outputs)
-        self.emit(ev.NodeFinished(nid, cached=False, seconds=seconds))
 
     @staticmethod
     def _as_tuple(nid: str, spec: NodeSpec, value: Any) -> tuple:
@@ -306,12 +361,13 @@ class Runner:
         return outputs
 
     @staticmethod
-    def _store(result: RunResult, nid: str, spec: NodeSpec, outputs: tuple, provenance: dict) -> None:
-        result.outputs[nid] = {o.name: v for o, v in zip(spec.outputs, outputs)}
+    def _store(state: _RunState, nid: str, spec: NodeSpec, outputs: tuple) -> None:
+        """Keep the node's outputs for the nodes that read them, and the weights they came from."""
+        state.result.outputs[nid] = {o.name: v for o, v in zip(spec.outputs, outputs)}
         for v in outputs:
             wid = getattr(v, "weights_id", "")
             if wid:
-                provenance["weights"][nid] = wid
+                state.provenance["weights"][nid] = wid
 
     def _commit(self, staging: Path) -> list[Path]:
         """Move staged files to their places in the output folder.

@@ -314,6 +314,45 @@ def test_cli_exit_codes_and_messages(tmp_path, capsys):
     assert main(["show", str(tmp_path / "r.yaml")]) == 2
 
 
+def test_nodes_type_names_the_module_that_defines_it(capsys):
+    assert main(["nodes", "image.load"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.startswith("image.load  (version ") and header.endswith("; defined in dreamnodes.nodes.image)")
+
+
+def test_the_edit_command_comes_through_an_entry_point_not_an_import():
+    import ast
+
+    from dreamnodes.runtime import cli
+
+    assert cli.build_parser().parse_args(["edit", "x.yaml"]).command == "edit"
+    source = Path(cli.__file__).read_text()
+    imported = []
+    for n in ast.walk(ast.parse(source)):
+        if isinstance(n, ast.Import):
+            imported += [a.name for a in n.names]
+        elif isinstance(n, ast.ImportFrom):
+            imported.append(n.module or "")
+    assert not [m for m in imported if m == "dreamnodes.editor" or m.startswith("dreamnodes.editor.")]
+    assert "dreamnodes.editor" not in source  # nor importlib.import_module("dreamnodes.editor...")
+
+
+def test_a_broken_command_entry_point_is_a_warning(monkeypatch, capsys):
+    from dreamnodes.runtime import cli
+
+    class Broken:
+        name, value = "broken", "nowhere.at.all:register"
+
+        def load(self):
+            raise ImportError("No module named 'nowhere'")
+
+    monkeypatch.setattr(cli, "entry_points", lambda group: [Broken()] if group == cli.COMMANDS else [])
+    assert main(["samples"]) == 0
+    captured = capsys.readouterr()
+    assert "sample:" in captured.out
+    assert "warning: command 'broken'" in captured.err and "nowhere" in captured.err
+
+
 def test_a_node_pack_is_found_through_its_entry_point(tmp_path):
     site = tmp_path / "site"
     (site / "tinypack").mkdir(parents=True)
