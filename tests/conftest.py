@@ -14,6 +14,20 @@ def _isolated(tmp_path_factory, monkeypatch):
     yield
 
 
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """A folder with recipes/, out/, outside/ (bait) and cwd/: see tests/hostile.py."""
+    import sys
+    from pathlib import Path
+
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from hostile import make_sandbox
+
+    return make_sandbox(tmp_path, monkeypatch)
+
+
 # Qt (PySide6) can crash in its own static destructors while the interpreter shuts down,
 # after every test has passed and pytest has reported; that would turn a green run into a
 # segfault exit code. Once the session is over and reported, leave without those destructors,

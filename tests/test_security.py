@@ -8,7 +8,8 @@ in-process, a few through a real subprocess), inside a sandbox folder:
     sandbox/outside/   bait: files a hostile recipe would like to read or overwrite
     sandbox/cwd/       the current folder during the run
 
-For every case we assert the exact error class (RecipeError / UsageError /
+The sandbox, the Case record and the check every case goes through are in
+tests/hostile.py (shared with the test_hostile_*.py catalogues). For every case we assert the exact error class (RecipeError / UsageError /
 NodeError, or none), words of the message that say what to change, the CLI
 exit code (2 invalid input, 1 run failure), no traceback, and that nothing
 changed anywhere in the sandbox outside the output folder. The hostile YAML
@@ -18,17 +19,12 @@ symlinks, model files) is made by the case itself.
 """
 from __future__ import annotations
 
-import io
 import os
-import pickle
 import random
-import struct
 import subprocess
 import sys
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -36,7 +32,9 @@ import torch
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
-import tinynodes  # noqa: E402,F401  (registers test.passthrough for the cycle cases)
+import tinynodes  # noqa: E402
+from hostile import (EXIT, HOSTILE, TINY, Case, Sandbox, check_case, png as _png,  # noqa: E402
+                     chunk as _chunk, itxt as _itxt, png_with_recipe as _png_with_recipe, source_of)
 
 from dreamnodes.errors import NodeError, RecipeError, UsageError  # noqa: E402
 from dreamnodes.runtime.cli import main  # noqa: E402
@@ -44,94 +42,8 @@ from dreamnodes.runtime.cli import main  # noqa: E402
 # TorchScript is deprecated in torch, and still what people share: its warnings are expected here
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
 
-HOSTILE = HERE / "fixtures" / "hostile"
-ROOT = HERE.parent
-TINY = "dreamnodes: 1\nnodes:\n  pic: {type: image.solid, params: {width: 8, height: 8}}\n" \
-       "  out: {type: image.save, inputs: {image: pic}, params: {path: out.png}}\n"
-
-
 # ----------------------------------------------------------------------------
-# the sandbox
-
-@dataclass
-class Sandbox:
-    root: Path
-
-    @property
-    def recipes(self) -> Path:
-        return self.root / "recipes"
-
-    @property
-    def out(self) -> Path:
-        return self.root / "out"
-
-    @property
-    def outside(self) -> Path:
-        return self.root / "outside"
-
-    def fixture(self, name: str) -> Path:
-        text = (HOSTILE / name).read_text("utf-8").replace("@OUTSIDE@", str(self.outside))
-        path = self.recipes / name
-        path.write_text(text, "utf-8")
-        return path
-
-    def write(self, name: str, data: bytes | str) -> Path:
-        path = self.recipes / name
-        path.write_bytes(data.encode() if isinstance(data, str) else data)
-        return path
-
-    def snapshot(self) -> dict[str, tuple]:
-        """Everything in the sandbox except the output folder: path -> (kind, size, mtime, bytes digest)."""
-        seen = {}
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
-            d = Path(dirpath)
-            if d == self.out or self.out in d.parents:
-                dirnames[:] = []
-                continue
-            for name in dirnames + filenames:
-                p = d / name
-                if p == self.out:
-                    continue
-                st = p.lstat()
-                kind = "link" if p.is_symlink() else ("dir" if p.is_dir() else "file" if p.is_file() else "other")
-                data = p.read_bytes() if kind == "file" else b""
-                seen[str(p.relative_to(self.root))] = (kind, st.st_size, st.st_mtime_ns, zlib.crc32(data))
-        return seen
-
-
-@pytest.fixture
-def sandbox(tmp_path, monkeypatch):
-    box = Sandbox(tmp_path / "sandbox")
-    for d in ("recipes", "out", "outside", "cwd"):
-        (box.root / d).mkdir(parents=True)
-    (box.outside / "bait.png").write_bytes(_png(b""))
-    (box.outside / "target.png").write_bytes(b"precious")
-    monkeypatch.chdir(box.root / "cwd")
-    tinynodes.EXECUTED.clear()
-    return box
-
-
-# ----------------------------------------------------------------------------
-# crafted files
-
-def _chunk(ctype: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", zlib.crc32(ctype + data))
-
-
-def _png(text_chunks: bytes, width: int = 1, height: int = 1) -> bytes:
-    """A PNG (1x1 grey unless told otherwise) with the given text chunks before its pixels."""
-    ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-    raw = zlib.compress(b"\x00\x80" if (width, height) == (1, 1) else b"\x00" * 64)
-    return b"\x89PNG\r\n\x1a\n" + ihdr + text_chunks + _chunk(b"IDAT", raw) + _chunk(b"IEND", b"")
-
-
-def _itxt(key: str, text: str) -> bytes:
-    return _chunk(b"iTXt", key.encode() + b"\0\0\0\0\0" + text.encode("utf-8"))
-
-
-def _png_with_recipe(box: Sandbox, name: str, recipe: str, **kw) -> Path:
-    return box.write(name, _png(_itxt("dreamnodes:recipe", recipe), **kw))
-
+# crafted inputs of this catalogue
 
 def _playlist_attack(box: Sandbox) -> Path:
     """A 'video' in the recipe's folder that is an HLS playlist of a private video outside it."""
@@ -171,18 +83,6 @@ def _model_recipe(box: Sandbox, name: str, save) -> Path:
 
 # ----------------------------------------------------------------------------
 # the catalogue
-
-@dataclass
-class Case:
-    id: str
-    source: str | Callable[[Sandbox], Path]  # a fixture name, or a function making the input
-    error: type | None  # the exact class, or None: the run succeeds
-    phrases: tuple[str, ...] = ()
-    command: str = "run"  # run, validate or show
-    args: tuple[str, ...] | Callable[[Sandbox], tuple[str, ...]] = ()
-    field: tuple[str | None, str | None] | None = None  # (node, field) of the first problem
-    writes: tuple[str, ...] = ()  # files the output folder must hold afterwards
-
 
 CODE = ("is not allowed: a recipe holds plain data only",)
 BAD_YAML = ("this is not valid YAML",)
@@ -383,17 +283,6 @@ CASES = [
          NodeError, ("is not a model file dreamnodes can read", "state_dict")),
 ]
 
-EXIT = {RecipeError: 2, UsageError: 2, NodeError: 1, None: 0}
-
-
-def _source(case: Case, box: Sandbox) -> Path:
-    if callable(case.source):
-        return case.source(box)
-    if case.source.startswith("../"):
-        return (HOSTILE / case.source).resolve()
-    return box.fixture(case.source)
-
-
 def test_the_catalogue_is_large_and_every_fixture_is_used():
     assert len(CASES) >= 40
     assert len({c.id for c in CASES}) == len(CASES)
@@ -403,45 +292,9 @@ def test_the_catalogue_is_large_and_every_fixture_is_used():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_input(case: Case, sandbox: Sandbox, capsys):
-    path = _source(case, sandbox)
-    args = case.args(sandbox) if callable(case.args) else case.args
-    before = sandbox.snapshot()
-    errors: list = []
-    argv = [case.command, str(path), *args]
-    if case.command == "run":
-        argv = argv + (["--out", str(sandbox.out)] if "--out" not in args else []) + ["-q"]
-    code = main(argv, errors=errors)
-    out, err = capsys.readouterr()
-
-    # the exact kind of error, its exit code, and a message without a traceback
-    assert code == EXIT[case.error], (code, err)
-    assert "Traceback" not in out + err
-    assert "\x1b" not in out + err and "\x07" not in out + err  # no escape sequence reaches the terminal
-    if case.command == "show":  # the recipe is printed, its escape sequences shown, not acted on
-        assert "\\x1b[2J" in out and "type: image.save" in out
-    if case.error is None:
-        assert errors == [] and "error" not in err
-    else:
-        (exc,) = errors
-        assert type(exc) is case.error or (case.error is NodeError and isinstance(exc, NodeError)), exc
-        assert err.startswith("error: ")
-        for phrase in case.phrases:
-            assert phrase in err, (phrase, err)
-        if case.field is not None:
-            problem = exc.problems[0]
-            assert (problem.node, problem.field) == case.field, problem
-            assert problem.file == str(path) and problem.line, problem
-    # nothing ran that a recipe smuggled in, and nothing changed outside the output folder
-    assert tinynodes.EXECUTED == []
-    assert sandbox.snapshot() == before
-    assert not (sandbox.outside / "pwned").exists()
-    # the output folder holds exactly the expected files: no partial or staged ones
-    written = sorted(str(p.relative_to(sandbox.out)) for p in sandbox.out.rglob("*")
-                     if p.is_file() or p.is_symlink())
     preexisting = {"out_symlink_dir": {"evil"}, "out_symlink_dir_nested": {"evil"},
                    "out_folder_is_a_file": {"sub"}}.get(case.id, set())
-    assert sorted(set(written) - preexisting) == sorted(case.writes), written
-    assert not [p for p in sandbox.out.iterdir() if p.name.startswith(".dreamnodes-staging")]
+    check_case(case, sandbox, capsys, preexisting)
 
 
 def test_a_symlinked_output_file_is_replaced_not_followed(sandbox):
@@ -461,7 +314,7 @@ SUBPROCESS_CASES = ["python_apply", "billion_laughs", "huge_image", "png_python_
 @pytest.mark.parametrize("case_id", SUBPROCESS_CASES)
 def test_hostile_input_in_a_real_process(case_id, sandbox):
     case = next(c for c in CASES if c.id == case_id)
-    path = _source(case, sandbox)
+    path = source_of(case, sandbox)
     args = case.args(sandbox) if callable(case.args) else case.args
     before = sandbox.snapshot()
     argv = [sys.executable, "-m", "dreamnodes.runtime.cli", "run", str(path), *args]
