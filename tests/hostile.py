@@ -115,6 +115,43 @@ def png_with_recipe(box: Sandbox, name: str, recipe: str, **kw) -> Path:
 
 
 # ----------------------------------------------------------------------------
+# peak memory of one case
+
+CASE_MEMORY = 1 << 30  # what any one hostile case may add to the process's peak resident memory
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+class PeakMemory:
+    """How far the process's peak resident memory rose above where it stood, over a block.
+
+    Linux keeps the peak (VmHWM) and lets a process reset it to the present
+    (writing 5 to /proc/self/clear_refs); `grown` is None where that is not
+    possible, so the figure is never a guess."""
+
+    grown: int | None = None
+
+    def __enter__(self) -> "PeakMemory":
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self._start = _status_kb("VmRSS")
+        except OSError:
+            self._start = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._start is not None:
+            self.grown = max(0, _status_kb("VmHWM") - self._start)
+
+
+# ----------------------------------------------------------------------------
 # cases and their check
 
 @dataclass
@@ -149,8 +186,11 @@ def check_case(case: Case, sandbox: Sandbox, capsys, preexisting: set[str] = fro
     argv = [case.command, str(path), *args]
     if case.command == "run":
         argv = argv + (["--out", str(sandbox.out)] if "--out" not in args else []) + ["-q"]
-    code = main(argv, errors=errors)
+    with PeakMemory() as peak:
+        code = main(argv, errors=errors)
     out, err = capsys.readouterr()
+    # a stranger's few kilobytes never cost the user's machine a gigabyte
+    assert peak.grown is None or peak.grown < CASE_MEMORY, f"the case took {peak.grown / 2**20:.0f} MB"
 
     # the exact kind of error, its exit code, and a message without a traceback
     assert code == EXIT[case.error], (code, err)
