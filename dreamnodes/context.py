@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
+from .lazy import torch
 
 from . import events as ev
 from .errors import Cancelled, NodeError
 from .files import InputFileError, atomic_write, resolve_input
+from .limits import DEFAULT_LIMITS, Limits
 
 
 @dataclass
@@ -36,6 +37,9 @@ class Context:
     trust: bool = False
     #: where checkpoints go (get(name) / put(name, value), keyed by this node's cache key); None: nowhere
     checkpoints: Any = None
+    #: the run's resource bounds (`--limit KIND=N`): what a node sizes from its inputs (a picture's
+    #: declared size, a contact sheet, held frames) is checked against them before it is allocated
+    limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)
 
     def check_cancelled(self) -> None:
         if self.cancel.is_set():

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable
 
-import torch
+from .lazy import torch
 
 
 class Socket:
