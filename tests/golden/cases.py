@@ -45,10 +45,25 @@ CASES: dict[str, tuple[str, dict[str, object]]] = {
 }
 
 
+def _cpu_model() -> str:
+    """The processor's name (kernels of the same instruction set still round differently on
+    another maker's or generation's chip)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict:
     """What decides the float rounding of a run on the CPU."""
     return {"torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": torch.backends.cpu.get_cpu_capability()}
+            "cpu": torch.backends.cpu.get_cpu_capability(), "cpu_model": _cpu_model()}
 
 
 def run_case(name: str) -> dict[str, torch.Tensor]:
