@@ -4,17 +4,37 @@ import the runtime.
 """
 from __future__ import annotations
 
+import errno
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from pathlib import Path, PurePath
+from typing import Any, Callable, Iterator
 
 from .lazy import torch
 
 from . import events as ev
-from .errors import Cancelled, NodeError
-from .files import InputFileError, atomic_write, resolve_input
+from .errors import Cancelled, NodeError, shorten
+from .files import InputFileError, atomic_path, atomic_write, resolve_input
 from .limits import DEFAULT_LIMITS, Limits
+
+#: how many folders deep an output may go: a recipe from a stranger could ask for thousands, more
+#: than the file system's path length allows (and deep trees are slow to make, check and delete)
+MAX_OUTPUT_FOLDERS = 64
+
+
+@contextmanager
+def _write_errors(relpath: str, node: str) -> Iterator[None]:
+    """An OSError while an output is written, as a NodeError naming the output and what to change."""
+    try:
+        yield
+    except OSError as exc:
+        shown = shorten(relpath)
+        if exc.errno == errno.ENAMETOOLONG:
+            raise NodeError(f"output path {shown!r} is too long for the file system here (a name may have at most "
+                            "255 bytes, a whole path about 4,000): shorten it", node) from None
+        hint = "; a file may stand where a folder should" if exc.errno in (errno.EEXIST, errno.ENOTDIR) else ""
+        raise NodeError(f"cannot write {shown!r} into the output folder ({exc.strerror or exc}){hint}", node) from None
 
 
 @dataclass
@@ -37,6 +57,10 @@ class Context:
     trust: bool = False
     #: where checkpoints go (get(name) / put(name, value), keyed by this node's cache key); None: nowhere
     checkpoints: Any = None
+    #: the files this node's cache key was made from, as the runtime resolved them: {path parameter's
+    #: value: the file, or the InputFileError resolving it raised}; None (a node called outside a
+    #: run): any path is resolved when asked for
+    files: dict[str, Any] | None = None
     #: the run's resource bounds (`--limit KIND=N`): what a node sizes from its inputs (a picture's
     #: declared size, a contact sheet, held frames) is checked against them before it is allocated
     limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)
@@ -90,17 +114,64 @@ class Context:
 
     def write_file(self, relpath: str, data: bytes) -> Path:
         """Write a file into the output folder (atomically) and record it."""
+        with _write_errors(relpath, self.node_id):
+            target = self._target(relpath)
+            atomic_write(target, data)
+        return self._record(target)
+
+    @contextmanager
+    def writing(self, relpath: str) -> Iterator[Path]:
+        """For a writer that needs a file name (another program, e.g. ffmpeg): a temporary file in
+        the output folder, next to where `relpath` goes, to write it into. It becomes `relpath`
+        (atomically, and recorded) when the block ends, and is deleted when the block raises; it is
+        never in the system's temporary folder, so a killed run leaves nothing outside its staging
+        folder."""
+        with _write_errors(relpath, self.node_id):
+            target = self._target(relpath)
+            with atomic_path(target) as tmp:
+                yield tmp
+        self._record(target)
+
+    def _target(self, relpath: str) -> Path:
+        """The file `relpath` names in the output folder, its folders made one level at a time (no
+        recursion), at most MAX_OUTPUT_FOLDERS deep."""
+        folders = len(PurePath(relpath).parts) - 1
+        if folders > MAX_OUTPUT_FOLDERS:
+            raise NodeError(f"output path {shorten(relpath)!r} has {folders} folders in it; an output may be at "
+                            f"most {MAX_OUTPUT_FOLDERS} folders deep: choose a shorter path", self.node_id)
         target = self.output_path(relpath)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, data)
+        here = root = self.out_dir.resolve()
+        root.mkdir(parents=True, exist_ok=True)  # the output folder itself: the user's, not the recipe's
+        for part in target.relative_to(root).parts[:-1]:
+            here = here / part
+            if not here.is_dir():
+                here.mkdir(exist_ok=True)
+        return target
+
+    def _record(self, target: Path) -> Path:
         rel = target.relative_to(self.out_dir.resolve()).as_posix()
         if rel not in self.written:
             self.written.append(rel)
         return target
 
     def input_path(self, path: str) -> Path:
-        """The file a recipe's `path` names: `sample:NAME`, or a regular file in the allowed folders."""
+        """The file a recipe's `path` names: `sample:NAME`, or a regular file in the allowed folders.
+
+        Resolved by `resolve_input`, the function the runtime's cache key is made with, and, in a
+        run, only for the files that key covers (the values of the node's path parameters): a node
+        reads no file its cached result does not depend on."""
+        keyed = self.files.get(path) if self.files is not None else None
+        if isinstance(keyed, InputFileError):
+            raise NodeError(str(keyed), self.node_id)
+        if self.files is not None and keyed is None:
+            raise NodeError(f"input {path!r} is not one of the node's path parameters, so its cache key "
+                            "would not cover it (a bug in the node: declare the parameter as InPath)",
+                            self.node_id)
         try:
-            return resolve_input(path, self.input_roots)
+            found = resolve_input(path, self.input_roots)
         except InputFileError as exc:
             raise NodeError(str(exc), self.node_id) from None
+        if keyed is not None and found != keyed:
+            raise NodeError(f"input {path!r} changed while the run started (it was {keyed}, now {found}); "
+                            "run again", self.node_id)
+        return found

@@ -6,7 +6,35 @@ node ran. Nothing here imports torch, the runtime or Qt.
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
+
+#: what printable() escapes: control (C0, C1), format (bidi overrides and isolates, zero-width),
+#: surrogate, and line / paragraph separator characters
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def printable(text: str, line: bool = False) -> str:
+    """Text from a recipe, a picture, a model or a file name, safe to print on a terminal: control
+    and format characters (escape sequences, C1 controls such as NEL and CSI, bidi overrides) are
+    shown as escapes instead of acting on the terminal. Messages keep their newlines and tabs;
+    `line=True` (a name, a path) escapes those too, so one name is always one line."""
+    keep = "" if line else "\n\t"
+    return "".join(c if c in keep or unicodedata.category(c) not in _UNSAFE else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def shorten(text: str, most: int = 80) -> str:
+    """`text`, or its start and end around '...' when it is longer than `most` characters (a path
+    of 5000 folders is not repeated in full in a message)."""
+    if len(text) <= most:
+        return text
+    head = most * 2 // 3
+    return text[:head] + "..." + text[-(most - head - 3):]
 
 
 class DreamError(Exception):
@@ -82,3 +110,15 @@ class Cancelled(DreamError):
 
     def __init__(self, message: str = "the run was cancelled"):
         super().__init__(message)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal that ends a command as Ctrl-C does (SIGTERM, SIGHUP; see runtime/cli.py): raised
+    where the program is, and handled wherever KeyboardInterrupt is (a run is cancelled and its
+    staging folder deleted). The exit code is 128 + the signal's number, as a shell reports it."""
+
+    def __init__(self, signum: int, name: str):
+        self.signum = signum
+        self.name = name
+        self.exit_code = 128 + signum
+        super().__init__(name)

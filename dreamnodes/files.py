@@ -4,8 +4,10 @@ atomic writes.
 A recipe comes from a stranger, so every file it names is resolved here and nowhere else:
 `sample:NAME` means a photo bundled with scikit-image; any other path is tried against the
 allowed folders (the recipe's own first, then those allowed with `--allow-read`), links
-resolved first, and refused when it leads outside them. The cache keys a node by the
-contents of the files it reads (`identity`), so an edited photo is a new input. Writes go
+resolved first, and refused when it leads outside them. `resolve_input` is the one answer to
+"which file will this parameter read": the runtime keys a node by the contents of that file
+(`file_identity`, samples included) and the node opens that same file, so an edited photo is a
+new input however it is named. Writes go
 through `atomic_write`: a reader sees the old file or the whole new one, never half.
 """
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import stat
 import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Iterable, Iterator
 
 SAMPLE_PREFIX = "sample:"
 SAMPLE_SUFFIXES = (".png", ".jpg")
@@ -96,7 +100,9 @@ def outside_problem(path: str, input_roots) -> str | None:
 
 
 def resolve_input(path: str, input_roots) -> Path:
-    """The file a recipe's `path` means: a sample, or a regular file inside the allowed folders."""
+    """The file a recipe's `path` means: a sample, or a regular file inside the allowed folders.
+    The one place that decides which file a path parameter reads (the cache key and the node both
+    use its answer)."""
     name = sample_name(path)
     if name is not None:
         return sample_file(name)
@@ -128,19 +134,21 @@ def sha256_of(path: Path) -> str:
 
 
 def identity(path: str, input_roots) -> Any:
-    """What the file a recipe's `path` names is, for a cache key.
-
-    The same `photo.png` in two folders is two pictures, and an edited file is a new one: the
-    identity is the file's SHA-256 (above HASHED_INPUT_BYTES, its resolved path, size and
-    modification time), found as `resolve_input` finds it. A missing or unreadable file is keyed
-    so that it can never match a cached result (the node itself says what is wrong). Bundled
-    samples are keyed by name.
-    """
-    if sample_name(path) is not None:
-        return None
-    found = first_existing(input_candidates(path, input_roots)[1])
-    if found is None or not found.is_file():
+    """What the file a recipe's `path` names is, for a cache key: `file_identity` of the file
+    `resolve_input` finds (the very function `Context.input_path` opens it with), however it is
+    named: a path or `sample:NAME` (a sample is keyed by its contents too, wherever the samples
+    were found). A path that names no readable file is keyed "missing" (the node says what is
+    wrong, so nothing is cached under it)."""
+    try:
+        return file_identity(resolve_input(path, input_roots))
+    except InputFileError:
         return "missing"
+
+
+def file_identity(found: Path) -> Any:
+    """What a file is, for a cache key: the same `photo.png` in two folders is two pictures, and an
+    edited file is a new one. Its SHA-256 (above HASHED_INPUT_BYTES, its resolved path, size and
+    modification time); an unreadable file is keyed by its path, never matching a cached result."""
     try:
         st = found.stat()
         return sha256_of(found) if st.st_size <= HASHED_INPUT_BYTES else [str(found), st.st_size, st.st_mtime_ns]
@@ -148,15 +156,86 @@ def identity(path: str, input_roots) -> Any:
         return ["unreadable", str(found)]
 
 
+# ---------------------------------------------------------------- bounded reads
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a pipe (FIFO)"), (stat.S_ISCHR, "a device"),
+          (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _not_regular(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+class FileTooLarge(InputFileError):
+    """A file holds more bytes than it may (`size`, or None when it grew while read; `limit`)."""
+
+    def __init__(self, message: str, size: int | None, limit: int):
+        super().__init__(message)
+        self.size, self.limit = size, limit
+
+
+def _refusal(st: os.stat_result, shown: str, limit: int | None, what: str) -> InputFileError | None:
+    if not stat.S_ISREG(st.st_mode):
+        return InputFileError(f"{what} {shown} is {_not_regular(st.st_mode)}, not a regular file; give a file")
+    if limit is not None and st.st_size > limit:
+        return FileTooLarge(f"{what} {shown} is {st.st_size:,} bytes; it may be at most {limit:,}", st.st_size, limit)
+    return None
+
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+
+
+def open_regular(path: str | os.PathLike, limit: int | None = None, what: str = "the file") -> BinaryIO:
+    """`path` opened for reading, refused (InputFileError naming `what`) when it is not a regular file
+    or holds more than `limit` bytes (a FileTooLarge). The type and size are checked before opening and again on the
+    open file (fstat), which is opened non-blocking: a FIFO never blocks. OSError when it cannot be
+    opened (missing, denied)."""
+    shown = os.fspath(path)
+    problem = _refusal(os.stat(shown), shown, limit, what)
+    if problem:
+        raise problem
+    f = os.fdopen(os.open(shown, _READ_FLAGS | getattr(os, "O_CLOEXEC", 0)), "rb")
+    problem = _refusal(os.fstat(f.fileno()), shown, limit, what)
+    if problem:
+        f.close()
+        raise problem
+    return f
+
+
+def read_bounded(path: str | os.PathLike, limit: int, what: str = "the file") -> bytes:
+    """The bytes of the regular file `path`, refused (InputFileError naming `what`) when it is not a
+    regular file or holds more than `limit` bytes, before anything is read (see `open_regular`).
+
+    At most `limit` + 1 bytes are ever read: a file that grows while it is read is refused too.
+    OSError when it cannot be opened (missing, denied)."""
+    with open_regular(path, limit, what) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLarge(f"{what} {os.fspath(path)} holds more than {limit:,} bytes (it grew while it "
+                           f"was read); it may be at most {limit:,}", None, limit)
+    return data
+
+
 # ---------------------------------------------------------------- writes
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so readers see the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary file next to `path` (`.NAME.PID.RANDOM.tmp`, made empty) for a writer that needs
+    a name, such as another program (ffmpeg); renamed to `path` when the block ends, deleted when
+    it raises (Ctrl-C too). Readers see the old file or the whole new one, and the temporary file
+    is in `path`'s folder, never in the system's temporary folder: in a run that is the staging
+    folder, which a killed run's successor deletes."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:100]}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:

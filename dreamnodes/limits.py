@@ -1,7 +1,8 @@
 """Resource limits: what a recipe may ask of the machine before anything is allocated.
 
 A node's int parameter that spends a resource (a picture's side, its pixels, steps,
-frames, a batch) is bounded by the kind's limit; `--limit KIND=N` raises or lowers the
+frames, a batch) is bounded by the kind's limit, and so are the sizes nodes derive from their
+inputs (a model's weights declared by a checkpoint: `parameters`); `--limit KIND=N` raises or lowers the
 bound for one run (a `Limits`). Validation checks every such parameter against them, and
 each message names the flag that raises the bound.
 """
@@ -26,6 +27,10 @@ LIMITS: dict[str, LimitKind] = {k.name: k for k in (
     LimitKind("steps", "optimization steps", 100_000),
     LimitKind("frames", "frames", 10_000),
     LimitKind("batch", "pictures in a batch", 1024),
+    # the weights of a model a checkpoint declares (classes, a latent's width, layers), counted on
+    # the meta device before it is built: 10**9 (4 GB as float32) fits every torchvision classifier
+    # (the largest, regnet_y_128gf, has 645M; VGG-16 138M) and the DCGAN generators
+    LimitKind("parameters", "numbers in a model's weights (parameters and buffers)", 1_000_000_000),
 )}
 #: int parameters spend a resource by their name unless their Range says otherwise
 LIMIT_BY_NAME = {"width": "side", "height": "side", "size": "side", "steps": "steps", "frames": "frames",

@@ -13,10 +13,16 @@ import struct
 import zlib
 from pathlib import Path
 
+from .files import open_regular
+
 RECIPE_KEY = "dreamnodes:recipe"
 PROVENANCE_KEY = "dreamnodes:provenance"
-MAX_CHUNK = 2_000_000  # characters in one text chunk, after decompression
+MAX_CHUNK = 2_000_000  # bytes of text in one text chunk, after decompression
 MAX_TEXT = 8_000_000  # all text chunks of a picture together
+#: a text chunk's header (keyword, flags, language, translated keyword) on top of its text
+_MAX_HEADER = 1024
+#: chunks walked in one picture (dreamnodes' pictures have a few hundred even when huge)
+MAX_CHUNKS = 100_000
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 
@@ -37,6 +43,13 @@ def _inflate(data: bytes, path: Path, key: str) -> bytes:
     return out
 
 
+def _bounded(text: bytes, path: Path, key: str) -> bytes:
+    if len(text) > MAX_CHUNK:
+        raise ValueError(f"{path}: the text chunk '{key}' holds more than {MAX_CHUNK:,} bytes; "
+                         "a recipe is never that large")
+    return text
+
+
 def _decode(ctype: bytes, data: bytes, path: Path) -> tuple[str, str] | None:
     """(key, text) of a tEXt/zTXt/iTXt chunk, or None when it is malformed."""
     key_raw, sep, rest = data.partition(b"\0")
@@ -44,7 +57,7 @@ def _decode(ctype: bytes, data: bytes, path: Path) -> tuple[str, str] | None:
         return None
     key = key_raw.decode("latin-1")
     if ctype == b"tEXt":
-        return key, rest.decode("latin-1")
+        return key, _bounded(rest, path, key).decode("latin-1")
     if ctype == b"zTXt":
         if not rest or rest[0] != 0:
             return None
@@ -57,8 +70,7 @@ def _decode(ctype: bytes, data: bytes, path: Path) -> tuple[str, str] | None:
     _tkey, sep2, text = rest.partition(b"\0")
     if not (sep1 and sep2) or compressed not in (0, 1) or (compressed and method != 0):
         return None
-    if compressed:
-        text = _inflate(text, path, key)
+    text = _inflate(text, path, key) if compressed else _bounded(text, path, key)
     try:
         return key, text.decode("utf-8")
     except UnicodeDecodeError:
@@ -67,14 +79,15 @@ def _decode(ctype: bytes, data: bytes, path: Path) -> tuple[str, str] | None:
 
 def read_png_text(path: str | Path) -> dict[str, str]:
     """The text chunks of a PNG, read as data under size bounds; ValueError if it is not a
-    readable PNG (naming what is wrong), OSError if the file cannot be opened."""
+    readable PNG (naming what is wrong; an InputFileError if it is not a regular file: a pipe never
+    blocks), OSError if the file cannot be opened."""
     path = Path(path)
     out: dict[str, str] = {}
     total = 0
-    with open(path, "rb") as f:
+    with open_regular(path, None, "the picture") as f:
         if f.read(8) != _SIGNATURE:
             raise ValueError(f"{path} is not a PNG file")
-        while True:
+        for _ in range(MAX_CHUNKS):
             head = f.read(8)
             if len(head) < 8:
                 raise ValueError(f"{path} is cut short (it ends before its last chunk); the file is damaged")
@@ -86,7 +99,7 @@ def read_png_text(path: str | Path) -> dict[str, str]:
             if ctype not in _TEXT_CHUNKS:
                 f.seek(length + 4, 1)  # skip data and CRC; running past the end shows up as cut short
                 continue
-            if length > MAX_CHUNK:
+            if length > MAX_CHUNK + _MAX_HEADER:
                 raise ValueError(f"{path} has a text chunk of {length:,} bytes; a recipe is at most {MAX_CHUNK:,}")
             data, crc = f.read(length), f.read(4)
             if len(data) < length or len(crc) < 4:
@@ -102,6 +115,9 @@ def read_png_text(path: str | Path) -> dict[str, str]:
                 raise ValueError(f"{path} holds more than {MAX_TEXT:,} characters of text chunks; "
                                  "a picture dreamnodes made holds far less")
             out.setdefault(key, text)
+        else:
+            raise ValueError(f"{path} has more than {MAX_CHUNKS:,} chunks before its end; "
+                             "a picture dreamnodes made has far fewer")
     return out
 
 

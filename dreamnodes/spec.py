@@ -20,8 +20,10 @@ import hashlib
 import inspect
 import math
 import re
+import reprlib
 import types as pytypes
 import typing
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Union, get_args, get_origin
 
@@ -133,9 +135,14 @@ class Param:
         return s
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+
+
 def _short(v: Any, width: int = 60) -> str:
-    """repr(v), cut short: a hostile recipe's value must not flood the message."""
-    text = repr(v)
+    """repr(v), cut short: a hostile recipe's value must not flood the message, nor cost much to
+    show (only the start of a long text, a few items of a long or deep list, are ever looked at)."""
+    text = repr(v[:width]) if isinstance(v, str) else _REPR.repr(v)
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
@@ -176,14 +183,41 @@ def _check_scalar(kind: str, v: Any, rng: Range | None, choices: tuple) -> tuple
         return None, f"must be a colour like '#ff8800', got {_short(v)}"
     if kind in ("path", "outpath") and not v.strip():
         return None, "must name a file, got an empty string"
-    if kind in ("path", "outpath") and any(ord(c) < 32 for c in v):
-        return None, f"{_short(v)} holds control characters (a NUL, a newline...); file names cannot"
-    if kind == "outpath":
-        parts = re.split(r"[\\/]+", v)
-        if v.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", v) or ".." in parts:
-            return None, (f"{_short(v)} must be a relative path inside the output folder, without '..' "
-                          "(choose the folder with --out)")
+    if kind in ("path", "outpath"):
+        return v, _path_problem(v, kind)
     return v, None
+
+
+#: output names the runtime uses for its own files in the output folder (the staging folder of a run,
+#: which the next run deletes; the temporary name of a file being written): a recipe may not use them
+RESERVED_OUTPUT_PREFIXES = (".dreamnodes-staging-",)
+_TEMPORARY_NAME = re.compile(r"^\..*\.tmp$", re.IGNORECASE)
+#: characters no file name may hold: control characters (C0, DEL, C1), invisible formatting ones
+#: (bidi overrides and isolates, marks, zero-width ones), line and paragraph separators, lone surrogates
+_HIDDEN_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Cs")
+MAX_PATH = 4096  # characters in a file name a recipe gives (Linux's PATH_MAX)
+
+
+def _path_problem(v: str, kind: str) -> str | None:
+    """What is wrong with `v` as a file name a recipe reads (`path`) or writes (`outpath`), or None."""
+    if len(v) > MAX_PATH:
+        return f"{_short(v)} is {len(v):,} characters long; a path may be at most {MAX_PATH:,}"
+    hidden = sorted({c for c in v if unicodedata.category(c) in _HIDDEN_CATEGORIES})
+    if hidden:
+        return (f"{_short(v)} holds control characters or invisible ones ("
+                f"{', '.join(f'U+{ord(c):04X}' for c in hidden[:5])}: a NUL, a newline, a bidi override...); "
+                "file names cannot: remove them")
+    if kind != "outpath":
+        return None
+    parts = re.split(r"[\\/]+", v)
+    if v.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", v) or ".." in parts:
+        return (f"{_short(v)} must be a relative path inside the output folder, without '..' "
+                "(choose the folder with --out)")
+    for part in parts:
+        if part.lower().startswith(RESERVED_OUTPUT_PREFIXES) or _TEMPORARY_NAME.match(part):
+            return (f"{_short(part)} is reserved for the runtime's own files (a run's staging folder, a file "
+                    "being written), which it deletes; choose another name")
+    return None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ device and back), so a cached image is the same wherever it was made.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterable
 
 from .lazy import torch

@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dreamnodes import meta
 from dreamnodes.errors import Problem, RecipeError
+from dreamnodes.files import FileTooLarge, InputFileError, read_bounded
 
+from . import yamlio
 from .migrate import SCHEMA_VERSION, migrate
 from .yamlio import read_yaml, write_yaml
 
@@ -232,13 +235,17 @@ def parse_recipe(text: str | bytes, file: str | None = None) -> Recipe:
 
 
 def load_recipe(path: str | Path) -> Recipe:
+    """Read a recipe file: a regular file of at most yamlio.MAX_BYTES, refused before it is read
+    otherwise (a device, a pipe, a sparse file of gigabytes)."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = read_bounded(p, yamlio.MAX_BYTES, "the recipe")
     except FileNotFoundError:
         raise RecipeError(Problem(f"no such recipe file: {p}")) from None
-    except IsADirectoryError:
-        raise RecipeError(Problem(f"{p} is a folder; give a recipe file (.yaml)")) from None
+    except FileTooLarge as exc:  # checked before reading: a sparse file of gigabytes costs nothing
+        raise RecipeError(Problem(yamlio.too_large(exc.size), str(p))) from None
+    except InputFileError as exc:  # a device, a pipe, a folder: refused before it is opened
+        raise RecipeError(Problem(f"{exc} (a recipe is a YAML file)", str(p))) from None
     return parse_recipe(raw, str(p))
 
 
@@ -264,5 +271,58 @@ def recipe_to_data(recipe: Recipe) -> dict[str, Any]:
 
 
 def dump_recipe(recipe: Recipe) -> str:
-    """The canonical YAML text of a recipe."""
-    return write_yaml(recipe_to_data(recipe))
+    """The canonical YAML text of a recipe; a RecipeError (nothing is built) when that text would be
+    more than a recipe file or a picture may hold (see `saved_problem`)."""
+    data = recipe_to_data(recipe)
+    problem = _shape_problem(data)
+    if problem is None:
+        text = write_yaml(data)
+        size = len(text.encode("utf-8"))
+        if size <= max_saved_bytes():
+            return text
+        problem = _too_big(size)
+    raise RecipeError(Problem(problem, recipe.file, 1 if recipe.file else None))
+
+
+# ---------------------------------------------------------------- the saved form's bound
+def max_saved_bytes() -> int:
+    """The most UTF-8 bytes of recipe text that a recipe file, `show` and `run picture.png` all accept."""
+    return min(yamlio.MAX_BYTES, meta.MAX_CHUNK)
+
+
+def _too_big(size: int, bound: str = "") -> str:
+    return (f"saved, this recipe would be {bound}{size:,} bytes (aliases and merge keys are written out in full), "
+            f"but a recipe and the recipe inside a picture may be at most {max_saved_bytes():,} bytes, so "
+            "the pictures of this run could not be run again; repeat long values fewer times")
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Why the saved text of `data` would be refused when read back, found without building it: too
+    many values, too deep, or too many bytes for certain (its texts alone are too long); None if none.
+    The walk ends within MAX_VALUES values, however the recipe was made."""
+    count, size, stack = 0, 0, [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if depth > yamlio.MAX_DEPTH:
+            return f"the recipe is nested deeper than {yamlio.MAX_DEPTH} levels"
+        if count > yamlio.MAX_VALUES:
+            return f"the recipe holds more than {yamlio.MAX_VALUES} values (once aliases are written out)"
+        if isinstance(value, dict):
+            size += sum(len(str(k)) + 2 for k in value)
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, (list, tuple)):
+            size += 2 * len(value)
+            stack.extend((v, depth + 1) for v in value)
+        else:
+            size += len(value) if isinstance(value, str) else 1
+    return _too_big(size, "at least ") if size > max_saved_bytes() else None
+
+
+def saved_problem(recipe: Recipe) -> Problem | None:
+    """Why a run of `recipe` could not embed it in its pictures so that they run again, or None."""
+    try:
+        dump_recipe(recipe)
+    except RecipeError as exc:
+        return exc.problems[0]
+    return None

@@ -13,6 +13,9 @@ recipe text (and its structural problems) is `recipe.py`'s job.
 from __future__ import annotations
 
 import difflib
+import itertools
+import re
+import unicodedata
 from typing import Any, Mapping
 
 import networkx as nx
@@ -22,7 +25,7 @@ from dreamnodes.errors import Problem, RecipeError
 from dreamnodes.limits import DEFAULT_LIMITS, Limits
 from dreamnodes.spec import NodeSpec, Param
 
-from .recipe import Recipe, RecipeNode, Ref
+from .recipe import Recipe, RecipeNode, Ref, saved_problem
 
 
 MAX_PROBLEMS = 500
@@ -30,14 +33,42 @@ MAX_PROBLEMS = 500
 MAX_CYCLE_SEARCH = 200
 
 
-def _hint(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+#: "Did you mean" hints: words and candidates longer than this are not compared, a hint compares at
+#: most this many candidates (of the first 4 x as many), and one validation compares at most
+#: HINT_BUDGET pairs of characters in all (comparing two words costs up to the product of their lengths)
+HINT_MAX_LEN = 64
+HINT_MAX_CANDIDATES = 1000
+HINT_BUDGET = 2_000_000
 
 
-def _not_one_of(name: str, what: str, type_name: str, kind: str, names: list[str]) -> str:
+class _Hints:
+    """The "Did you mean" hints of one validation, under one budget of work: over a recipe of
+    thousands of misspelt names, the first problems get hints and the rest none, in seconds."""
+
+    def __init__(self, budget: int = HINT_BUDGET):
+        self.budget = budget
+
+    def __call__(self, word: str, options) -> str:
+        if self.budget <= 0 or len(word) > HINT_MAX_LEN:
+            return ""
+        # ratio() >= 0.6 needs lengths within a factor 0.6 / 1.4 of each other: others cannot match
+        lo, hi = len(word) * 3 / 7, len(word) * 7 / 3
+        candidates = []
+        for option in itertools.islice(options, 4 * HINT_MAX_CANDIDATES):
+            if isinstance(option, str) and lo <= len(option) <= min(hi, HINT_MAX_LEN):
+                cost = len(word) * len(option)  # what comparing the two can cost, at worst
+                if cost > self.budget or len(candidates) == HINT_MAX_CANDIDATES:
+                    break
+                self.budget -= cost
+                candidates.append(option)
+        self.budget -= 1
+        close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+        return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _not_one_of(name: str, what: str, type_name: str, kind: str, names: list[str], hint) -> str:
     """The message for a parameter or input `name` that the node type does not have as such."""
-    return (f"'{name}' is {what} of {type_name}.{_hint(name, names)} "
+    return (f"'{name}' is {what} of {type_name}.{hint(name, names)} "
             f"{kind}: {', '.join(names) or 'none'}")
 
 
@@ -113,9 +144,11 @@ class _Validation:
         self.input_roots = input_roots
         self.problems: list[Problem] = list(recipe.problems)
         self.resolved: dict[str, dict[str, Any]] = {}
+        self.hint = _Hints()
 
     def report(self, message: str, node: str | None = None, field: str | None = None, path: tuple = ()):
         self.problems.append(self.recipe.problem(message, node, field, path))
+        self.stop_if_too_many()  # one node can have thousands of problems too
 
     def stop_if_too_many(self):
         """A recipe this broken: stop early, report what was found."""
@@ -129,7 +162,7 @@ class _Validation:
         spec = self.registry.get(n.type)
         if spec is None:
             if n.type:  # a node without a type was reported when the recipe was read
-                self.report(f"unknown node type '{n.type}'.{_hint(n.type, self.registry)} "
+                self.report(f"unknown node type '{n.type}'.{self.hint(n.type, self.registry)} "
                             "('dreamnodes nodes' lists the types)", nid, "type", ("nodes", nid, "type"))
             return
         self.resolved[nid] = self.params(nid, n, spec)
@@ -148,7 +181,7 @@ class _Validation:
             p = spec.param(pname)
             if p is None:
                 what = "an input (wire it under 'inputs')" if spec.input(pname) else "not a parameter"
-                self.report(_not_one_of(pname, what, n.type, "Parameters", [q.name for q in spec.params]),
+                self.report(_not_one_of(pname, what, n.type, "Parameters", [q.name for q in spec.params], self.hint),
                             nid, pname, ("nodes", nid, "params", pname))
                 continue
             checked, err = self.param_value(p, value)
@@ -199,7 +232,7 @@ class _Validation:
         ipath = ("nodes", nid, "inputs", iname)
         if inp is None:
             what = "a parameter (set it under 'params')" if spec.param(iname) else "not an input"
-            self.report(_not_one_of(iname, what, n.type, "Inputs", [i.name for i in spec.inputs]),
+            self.report(_not_one_of(iname, what, n.type, "Inputs", [i.name for i in spec.inputs], self.hint),
                         nid, iname, ipath)
             return
         if isinstance(value, list) and not inp.is_list:
@@ -219,7 +252,7 @@ class _Validation:
         src = self.recipe.nodes.get(ref.node)
         if src is None:
             self.report(f"input '{iname}' refers to node '{ref.node}', which is not in the recipe."
-                        f"{_hint(ref.node, self.recipe.nodes)}", nid, iname, ipath)
+                        f"{self.hint(ref.node, self.recipe.nodes)}", nid, iname, ipath)
             return
         if ref.node == nid:
             self.report(f"input '{iname}' refers to the node itself; a node cannot feed itself", nid, iname, ipath)
@@ -243,6 +276,25 @@ class _Validation:
             self.report(f"input '{iname}' takes {wanted.socket_name()}, but '{ref}' gives "
                         f"{out.type.socket_name()}", nid, iname, ipath)
 
+    def outputs(self):
+        """Report a node that writes a file another node writes too (one of the pictures would be
+        lost), at the second one's path parameter. Paths are compared as the file they name:
+        './a//B.png' and 'a/b.png' are one file (on a case-insensitive disk, too)."""
+        seen: dict[str, str] = {}
+        for nid, params in self.resolved.items():
+            spec = self.registry[self.recipe.nodes[nid].type]
+            for p in spec.params:
+                value = params.get(p.name)
+                if p.kind != "outpath" or not isinstance(value, str):
+                    continue
+                parts = [part for part in re.split(r"[\\/]+", value) if part not in ("", ".")]
+                key = unicodedata.normalize("NFC", "/".join(parts)).casefold()
+                first = seen.setdefault(key, nid)
+                if first != nid:
+                    self.report(f"'{value}' is also written by node '{first}' ({self.recipe.nodes[first].type}); "
+                                "one of the two files would be lost: give each its own path",
+                                nid, p.name, ("nodes", nid, "params", p.name))
+
     def cycles(self):
         """Report every cycle (up to the search's cap) at the input of its first node that closes it."""
         for cycle in _cycles(self.recipe, len(self.problems)):
@@ -264,7 +316,12 @@ def validate(recipe: Recipe, registry: Mapping[str, NodeSpec], limits: Limits | 
     for nid, n in recipe.nodes.items():
         check.stop_if_too_many()
         check.node(nid, n)
+    check.outputs()
     check.cycles()
+    if not check.problems:  # the recipe a run embeds in its pictures must be one they can be run again with
+        saved = saved_problem(recipe)
+        if saved is not None:
+            check.problems.append(saved)
     if check.problems:
         raise RecipeError(check.problems)
     return check.resolved

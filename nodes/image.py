@@ -18,34 +18,26 @@ import torch
 import torch.nn.functional as F
 
 from dreamnodes import Color, Context, InPath, NodeError, OutPath, Range, node
+from dreamnodes.limits import Limits
 from dreamnodes.meta import PROVENANCE_KEY, RECIPE_KEY
+from dreamnodes.pictures import MAX_SIDE, open_picture, refuse_size
 from dreamnodes.types import Image
-
-MAX_SIDE = 16384  # larger pictures are refused before anything is allocated
 
 Fit = Literal["long_side", "cover", "contain", "stretch"]
 
 
-def _open_picture(path: Path):
-    from PIL import Image as PILImage, ImageOps, UnidentifiedImageError
+def _open_picture(path: Path, limits: Limits):
+    """The picture at `path` as RGB (alpha on white, EXIF orientation applied), through the one
+    opener that checks its format and declared size first."""
+    from PIL import Image as PILImage, ImageOps
 
-    try:
-        with PILImage.open(path) as im:
-            w, h = im.size
-            if max(w, h) > MAX_SIDE:
-                raise NodeError(f"{path.name} is {w}x{h}; the largest picture dreamnodes reads is "
-                                f"{MAX_SIDE} px on a side")
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                im = im.convert("RGBA")
-                bg = PILImage.new("RGBA", im.size, (255, 255, 255, 255))
-                im = PILImage.alpha_composite(bg, im)
-            return im.convert("RGB")
-    except PILImage.DecompressionBombError as exc:
-        raise NodeError(f"{path.name} declares a picture far larger than the largest dreamnodes reads "
-                        f"({MAX_SIDE} px on a side): {exc}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise NodeError(f"{path.name} could not be read as a picture ({exc}); use a PNG, JPEG or WebP file") from None
+    with open_picture(path, limits) as (im, _):
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            bg = PILImage.new("RGBA", im.size, (255, 255, 255, 255))
+            im = PILImage.alpha_composite(bg, im)
+        return im.convert("RGB")
 
 
 def to_tensor(pil) -> torch.Tensor:
@@ -98,7 +90,7 @@ def load(ctx: Context, source: InPath = "sample:chelsea",
     """Load a picture from a file or a bundled sample photo.
 
     Args:
-        source: a PNG, JPEG or WebP file (relative to the recipe's folder), or `sample:NAME` for a bundled
+        source: a PNG, JPEG, WebP, GIF or BMP file (relative to the recipe's folder), or `sample:NAME` for a bundled
             photo (chelsea, astronaut, coffee, rocket, ...; `dreamnodes samples` lists them).
         size: scale so that the longer side has this many pixels (null keeps the file's size).
         width: exact output width (with height and fit; overrides size).
@@ -106,7 +98,7 @@ def load(ctx: Context, source: InPath = "sample:chelsea",
         fit: how to reach an exact width x height: cover (crop), contain (letterbox), stretch.
     """
     path = ctx.input_path(source)
-    x = to_tensor(_open_picture(path))
+    x = to_tensor(_open_picture(path, ctx.limits))
     return Image(fit_size(x, size, width, height, fit))
 
 
@@ -209,6 +201,26 @@ def save(image: Image, ctx: Context, path: OutPath = "dream.png",
 
 
 # ---------------------------------------------------------------- contact sheets
+def _fit_text(draw, text: str, font, room: int) -> tuple[str, tuple]:
+    """`text`, or its longest prefix + "…" that is at most `room` px wide, and its box.
+
+    A bounded number of measurements whatever the text's length: a glyph is at least a pixel
+    wide, so more characters than pixels never fit; the prefix is found by bisection."""
+    def box(t: str) -> tuple:
+        return draw.textbbox((0, 0), t, font=font)
+
+    if len(text) <= room + 4:
+        b = box(text)
+        if b[2] - b[0] <= room or len(text) <= 2:
+            return text, b
+    lo, hi = 1, min(len(text), room + 4) - 1  # the longest prefix that fits lies in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        b = box(text[:mid] + "…")
+        lo, hi = (mid, hi) if b[2] - b[0] <= room else (lo, mid - 1)
+    return text[:lo] + "…", box(text[:lo] + "…")
+
+
 def _caption(text: str, width: int, height: int, fg: tuple, bg: tuple) -> torch.Tensor:
     """A [3, height, width] strip with `text` centred in it."""
     from PIL import Image as PILImage, ImageDraw, ImageFont
@@ -220,11 +232,7 @@ def _caption(text: str, width: int, height: int, fg: tuple, bg: tuple) -> torch.
         font = ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has only the small bitmap font
         font = ImageFont.load_default()
-    while True:
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        if right - left <= width - 4 or len(text) <= 2:
-            break
-        text = text[:-2] + "…"
+    text, (left, top, right, bottom) = _fit_text(draw, text, font, width - 4)
     draw.text(((width - (right - left)) / 2 - left, (height - (bottom - top)) / 2 - top), text,
               fill=tuple(round(255 * c) for c in fg), font=font)
     arr = np.asarray(strip, dtype=np.uint8).copy()
@@ -251,15 +259,17 @@ def grid(images: list[Image], ctx: Context, columns: Optional[Annotated[int, Ran
     if not tiles:
         raise NodeError("wire at least one picture into 'images'")
     h, w = tiles[0].shape[1:]
-    tiles = [t if t.shape[1:] == (h, w) else resize(t[None], h, w)[0] for t in tiles]
     n = len(tiles)
     cols = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     cap = label_height if labels else 0
-    bg, fg = hex_rgb(background), hex_rgb(label_color)
     cell_h = h + cap
-    sheet = torch.tensor(bg).view(3, 1, 1).repeat(1, padding + rows * (cell_h + padding),
-                                                  padding + cols * (w + padding))
+    sheet_h, sheet_w = padding + rows * (cell_h + padding), padding + cols * (w + padding)
+    refuse_size(f"the contact sheet would be {sheet_w} x {sheet_h}", sheet_w, sheet_h, ctx.limits,
+                advice="wire fewer or smaller pictures, or lower `columns` or `padding`")
+    tiles = [t if t.shape[1:] == (h, w) else resize(t[None], h, w)[0] for t in tiles]
+    bg, fg = hex_rgb(background), hex_rgb(label_color)
+    sheet = torch.tensor(bg).view(3, 1, 1).repeat(1, sheet_h, sheet_w)
     for i, t in enumerate(tiles):
         r, c = divmod(i, cols)
         top, left = padding + r * (cell_h + padding), padding + c * (w + padding)

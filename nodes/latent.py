@@ -157,6 +157,17 @@ def _allocate(total: int, lengths: list[float]) -> list[int]:
     return n
 
 
+def _check_walk(segments: int, frames: int, loop: bool, ctx: Context) -> None:
+    """Refuse, before anything of it is made, a walk with more points than the `frames` limit allows
+    (the bound of interpolate's own `frames`): each point becomes a frame of whatever follows."""
+    total = frames * segments + (0 if loop else 1)
+    problem = ctx.limits.over("frames", total, interpolate.spec.param("frames").range.hi)
+    if problem:
+        raise NodeError(f"a walk of {total:,} points ({frames} frames x {segments:,} segments"
+                        + ("" if loop else " + 1") + f"): {problem} (or walk through fewer keypoints, "
+                        "or fewer frames each)")
+
+
 @node("latent.interpolate")
 def interpolate(keypoints: list[Latent], ctx: Context, generator: Optional[Generator] = None,
                 method: Literal["slerp", "lerp"] = "slerp",
@@ -193,6 +204,7 @@ def interpolate(keypoints: list[Latent], ctx: Context, generator: Optional[Gener
     pts = torch.cat([k.z for k in keypoints])  # [K, nz]
     if pts.shape[0] < 2:
         raise NodeError("a walk needs at least two keypoints; wire a batch of 2 or more, or several latents")
+    _check_walk(pts.shape[0] - (0 if loop else 1), frames, loop, ctx)
     path = torch.cat([pts, pts[:1]]) if loop else pts
     fn = slerp if method == "slerp" else lerp
     segments = [(path[i], path[i + 1]) for i in range(path.shape[0] - 1)]
@@ -226,6 +238,8 @@ def interpolate(keypoints: list[Latent], ctx: Context, generator: Optional[Gener
 # arithmetic: a small recursive-descent parser, so that no expression is ever evaluated as Python
 
 NAMES = ("a", "b", "c", "d")
+MAX_TOKENS = 400  # names, numbers and operators: a tree this size stays far from Python's recursion limit
+MAX_DEPTH = 40  # parentheses and signs inside each other, as deep as a recipe may nest
 _TOKEN = re.compile(r"\s*(?:(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|([A-Za-z_]\w*)|(.))")
 
 
@@ -279,6 +293,9 @@ def tokenize(text: str) -> list[tuple[str, str, int]]:
             raise ExpressionError(f"unexpected character {other!r} at position {start + 1}; use names, "
                                   "numbers, + - * / and parentheses")
         pos = m.end()
+        if len(out) > MAX_TOKENS:
+            raise ExpressionError(f"the expression has more than {MAX_TOKENS} names, numbers and operators; "
+                                  "write it shorter (an expression combines a few latents, e.g. 'a - b + c')")
     out.append(("end", "", len(text)))
     return out
 
@@ -291,6 +308,7 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> tuple[str, str, int]:
         return self.tokens[self.i]
@@ -325,13 +343,25 @@ class _Parser:
             left = BinOp(op, left, operand(), pos)
         return left
 
+    def nested(self, parse, pos: int) -> Expr:
+        """parse() one level deeper; refused past MAX_DEPTH levels of parentheses and signs."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExpressionError(f"the expression is nested deeper than {MAX_DEPTH} levels (parentheses or "
+                                  f"signs) at position {pos + 1}; write it flatter")
+        try:
+            return parse()
+        finally:
+            self.depth -= 1
+
     def unary(self) -> Expr:
-        if self.peek()[:2] == ("op", "-"):
+        kind, tok, pos = self.peek()
+        if (kind, tok) == ("op", "-"):
             self.take()
-            return Neg(self.unary())
-        if self.peek()[:2] == ("op", "+"):
+            return Neg(self.nested(self.unary, pos))
+        if (kind, tok) == ("op", "+"):
             self.take()
-            return self.unary()
+            return self.nested(self.unary, pos)
         return self.atom()
 
     def atom(self) -> Expr:
@@ -341,7 +371,7 @@ class _Parser:
         if kind == "name":
             return Name(tok, pos)
         if (kind, tok) == ("op", "("):
-            e = self.expr()
+            e = self.nested(self.expr, pos)
             k2, t2, p2 = self.take()
             if (k2, t2) != ("op", ")"):
                 raise ExpressionError(f"expected ')' at position {p2 + 1} to close the '(' at position {pos + 1}")
@@ -423,20 +453,21 @@ def arithmetic(ctx: Context, a: Optional[Latent] = None, b: Optional[Latent] = N
         seed: fixes the noise; null derives it from the recipe's seed.
     """
     wired = {n: v for n, v in zip(NAMES, (a, b, c, d)) if v is not None}
+    shown = repr(expression if len(expression) <= 60 else expression[:57] + "...")  # never a flood
     try:
         tree = parse(expression)
     except ExpressionError as exc:
-        raise NodeError(f"expression {expression!r}: {exc}") from None
+        raise NodeError(f"expression {shown}: {exc}") from None
     used = names_in(tree)
     for n in used:
         if n not in NAMES:
-            raise NodeError(f"expression {expression!r}: unknown name {n!r}; the inputs are called "
+            raise NodeError(f"expression {shown}: unknown name {n!r}; the inputs are called "
                             f"{', '.join(NAMES)}")
         if n not in wired:
-            raise NodeError(f"expression {expression!r} uses {n!r}, but nothing is wired into input "
+            raise NodeError(f"expression {shown} uses {n!r}, but nothing is wired into input "
                             f"'{n}'")
     if not used:
-        raise NodeError(f"expression {expression!r} names no input; use a, b, c or d")
+        raise NodeError(f"expression {shown} names no input; use a, b, c or d")
     sizes = {n: v.z.shape[1] for n, v in wired.items()}
     if len(set(sizes.values())) > 1:
         raise NodeError(f"the inputs have different latent sizes: {sizes}")

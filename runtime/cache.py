@@ -6,13 +6,19 @@ results whose outputs are all disk-cacheable socket types (images, latents,
 frames) are also written to disk, so another process, or tomorrow's run,
 skips the work.
 
-On disk an entry is `MAGIC + sha256(payload) + payload`, where the payload
-is a `torch.save` of plain tensors, read back with `weights_only=True` (a
-cache folder is never a way to run code). Entries are written to a
-temporary file and renamed into place, so a crash leaves no half-written
-entry and two processes can share the folder; an entry whose checksum does
-not match is deleted and recomputed, never returned. The folder is kept
-under a size bound by deleting the least recently used entries.
+On disk an entry is `MAGIC + len(key) + key + sha256(MAGIC, key, payload) +
+payload`, where the payload is a `torch.save` of plain tensors, read back
+with `weights_only=True` (a cache folder is never a way to run code). An
+entry proves which key it belongs to: one whose key is not the one asked
+for (a valid entry copied over another key's file), whose checksum does
+not match, or of an older format is a miss, deleted and recomputed, never
+returned. An entry is read only when it is a regular file (not a link, a
+FIFO, a device) no larger than the folder's size bound, opened without
+blocking and read with that bound (`dreamnodes.files.read_bounded`).
+Entries are written to a temporary file and renamed into place, so a crash
+leaves no half-written entry and two processes can share the folder. The
+folder is kept under a size bound by deleting the least recently used
+entries.
 
 A process killed while writing leaves a temporary file (`.KEY.dnc.PID.*.tmp`)
 that no reader ever opens (readers only open `KEY.dnc`); the next process that
@@ -25,8 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import shutil
+import stat
+import struct
 import time
 import warnings
 from collections import OrderedDict
@@ -34,12 +43,43 @@ from pathlib import Path
 
 import torch
 
-from dreamnodes.files import atomic_write
+from dreamnodes.errors import UsageError
+from dreamnodes.files import InputFileError, atomic_write, read_bounded
 from dreamnodes.types import SOCKET_TYPES, Socket
 
-MAGIC = b"DNC1"
+MAGIC = b"DNC2"  # DNC1 entries (no key inside) are misses
 DEFAULT_MAX_BYTES = 4 * 1024**3
 _DISK_TYPES = {t.__name__: t for t in SOCKET_TYPES if t.disk_cacheable}
+_KEY_LEN = struct.Struct(">H")
+
+
+def _head(key: str) -> bytes:
+    k = key.encode("utf-8")
+    return MAGIC + _KEY_LEN.pack(len(k)) + k
+
+
+def _digest(head: bytes, payload: bytes | memoryview) -> bytes:
+    h = hashlib.sha256(head)
+    h.update(payload)
+    return h.digest()
+
+
+def pack_entry(key: str, payload: bytes) -> bytes:
+    """An entry on disk: it names its key, and its checksum covers the key and the payload."""
+    head = _head(key)
+    return head + _digest(head, payload) + payload
+
+
+def unpack_entry(blob: bytes, key: str) -> bytes | None:
+    """The payload of an entry that proves it belongs to `key`; None for anything else (another
+    key's entry, a damaged one, an older format)."""
+    head = _head(key)
+    if not blob.startswith(head) or len(blob) < len(head) + 32:
+        return None
+    view = memoryview(blob)
+    if _digest(head, view[len(head) + 32:]) != blob[len(head):len(head) + 32]:
+        return None
+    return blob[len(head) + 32:]
 
 
 def default_cache_dir() -> Path:
@@ -98,12 +138,11 @@ class Cache:
             return None
         self._sweep_once()
         path = self._path(key)
-        try:
-            blob = path.read_bytes()
-        except OSError:  # missing, unreadable, or the folder is not a folder
+        blob = self._read(path)
+        if blob is None:
             return None
-        payload = blob[len(MAGIC) + 32:]
-        if blob[:len(MAGIC)] != MAGIC or hashlib.sha256(payload).digest() != blob[len(MAGIC):len(MAGIC) + 32]:
+        payload = unpack_entry(blob, key)
+        if payload is None:  # damaged, older, or another key's entry under this key's name
             self._drop(path)
             return None
         try:
@@ -120,6 +159,24 @@ class Cache:
             pass
         return outputs
 
+    def _read(self, path: Path, drop: bool = True) -> bytes | None:
+        """An entry's bytes: read only from a regular file (lstat: a link is not followed) no larger
+        than the size bound, opened without blocking and read with that bound. None for anything
+        else (with `drop`, deleted: a link, a FIFO, a device, a file too large), so nothing put in an
+        entry's place blocks a run or fills the memory."""
+        try:
+            st = path.lstat()
+        except OSError:  # missing, unreadable, or the folder is not a folder
+            return None
+        if stat.S_ISREG(st.st_mode) and st.st_size <= self.max_bytes:
+            try:
+                return read_bounded(path, self.max_bytes, "the cache entry")
+            except (OSError, InputFileError):  # replaced meanwhile, or unreadable
+                return None
+        if drop and not stat.S_ISDIR(st.st_mode):
+            self._drop(path)
+        return None
+
     def _drop(self, path: Path) -> None:
         self.corrupt_dropped += 1
         try:
@@ -134,14 +191,14 @@ class Cache:
         torch.save({"types": [type(o).__name__ for o in outputs],
                     "states": [{k: (v.detach().cpu().contiguous() if isinstance(v, torch.Tensor) else v)
                                 for k, v in o.to_state().items()} for o in outputs]}, buf)
-        payload = buf.getvalue()
-        if len(payload) > self.max_bytes:
+        blob = pack_entry(key, buf.getvalue())
+        if len(blob) > self.max_bytes:  # an entry is never larger than the bound it is read with
             return False
         self._sweep_once()
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, MAGIC + hashlib.sha256(payload).digest() + payload)
+            atomic_write(path, blob)
         except OSError as exc:  # the cache is an optimisation: a run never fails because of it
             warnings.warn(f"the disk cache {self.folder} cannot be written ({exc}); going on without it",
                           stacklevel=2)
@@ -156,15 +213,12 @@ class Cache:
             sweep_stale_temp(self.folder)
 
     def verify(self) -> list[Path]:
-        """The entries on disk whose checksum does not match (none, unless the disk lies)."""
+        """The entries on disk that do not prove they belong to the key they are named after: a bad
+        checksum, another key's entry, an older format, or no regular file of bounded size."""
         bad = []
         for p in sorted(self.folder.glob("*/*.dnc")):
-            try:
-                blob = p.read_bytes()
-            except OSError:
-                continue
-            payload = blob[len(MAGIC) + 32:]
-            if blob[:len(MAGIC)] != MAGIC or hashlib.sha256(payload).digest() != blob[len(MAGIC):len(MAGIC) + 32]:
+            blob = self._read(p, drop=False)
+            if (blob is None or unpack_entry(blob, p.stem) is None) and (p.exists() or p.is_symlink()):
                 bad.append(p)
         return bad
 
@@ -172,8 +226,8 @@ class Cache:
         entries = []
         for p in self.folder.glob("*/*.dnc"):
             try:
-                st = p.stat()
-            except FileNotFoundError:
+                st = p.lstat()
+            except OSError:
                 continue
             entries.append((st.st_mtime, st.st_size, p))
         total = sum(e[1] for e in entries)
@@ -188,17 +242,18 @@ class Cache:
 
 
 def _env_max_bytes() -> int:
+    """DREAMNODES_CACHE_MAX_MB: the disk cache's size bound, in megabytes (a finite number >= 0)."""
     env = os.environ.get("DREAMNODES_CACHE_MAX_MB", "").strip()
     if not env:
         return DEFAULT_MAX_BYTES
     try:
         mb = float(env)
     except ValueError:
-        mb = -1
-    if not mb >= 0:
-        from dreamnodes.errors import UsageError
-
-        raise UsageError(f"DREAMNODES_CACHE_MAX_MB must be a number of megabytes, got {env!r}")
+        mb = math.nan
+    if not (math.isfinite(mb) and mb >= 0):  # inf, 1e400, nan, -1, abc
+        raise UsageError(f"DREAMNODES_CACHE_MAX_MB must be a number of megabytes (finite, >= 0: the disk "
+                         f"cache's size bound), got {env!r}; set it like DREAMNODES_CACHE_MAX_MB=4096, or unset "
+                         f"it for the default of {DEFAULT_MAX_BYTES // 1024**2}")
     return int(mb * 1024**2)
 
 

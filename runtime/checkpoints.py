@@ -8,6 +8,11 @@ the same inputs and parameters (hence the same cache key) finds the pieces
 with `ctx.restore(name)` and continues from the last one. Any change to the
 node's inputs or parameters changes the key, so stale pieces are never used.
 Values are socket values the disk cache can hold (Image, Frames, Latent).
+On disk a piece is a cache entry like any other: it holds its own key under
+its checksum, so another node's piece, or another piece of this node, copied
+in its place is a miss (the piece is computed again), and it is read as
+entries are (a regular file of bounded size, never blocking), so nothing put
+in its place stalls a resumed run.
 """
 from __future__ import annotations
 

@@ -8,37 +8,51 @@
     dreamnodes show PICTURE.png
     dreamnodes samples
 
-Exit codes: 0 success; 2 invalid recipe or arguments (a message, no
-traceback); 1 failure while running (a message; the traceback with
---debug); 130 cancelled (Ctrl-C).
+Exit codes: 0 success; 2 invalid recipe, arguments or DREAMNODES_* setting (a
+message, no traceback); 1 failure while running (a message; the traceback
+with --debug); 130 cancelled (Ctrl-C), 143 / 129 ended by SIGTERM / SIGHUP
+(cancelled the same way: nothing written).
+
+Everything printed that holds a name or a path goes through `echo` (and
+`printable`): control, C1 and bidi characters are shown as escapes.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 import traceback
-import unicodedata
+import warnings
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from dreamnodes import events as ev
-from dreamnodes.errors import DreamError, Problem, RecipeError, UsageError
+from dreamnodes.errors import DreamError, Interrupted, Problem, RecipeError, UsageError, printable, shorten
 from dreamnodes.graphs.recipe import Recipe
 from dreamnodes.graphs.sources import open_recipe
 from dreamnodes.graphs.yamlio import read_yaml
 from dreamnodes.meta import PROVENANCE_KEY, RECIPE_KEY, read_png_text
 from dreamnodes.limits import LIMITS, Limits
+from dreamnodes.settings import check_settings
 
 #: the entry-point group of the commands other packages add (`register(subparsers)`)
 COMMANDS = "dreamnodes.commands"
 
 
-def printable(text: str) -> str:
-    """Text from a recipe or a picture, safe to print on a terminal: control and format characters
-    (escape sequences, bidi overrides) are shown as escapes instead of acting on the terminal."""
-    return "".join(c if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf", "Cs")
-                   else (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)
+def echo(text: str, *, err: bool = False, line: bool = False, end: str = "\n") -> None:
+    """Print `text` on stdout (stderr with `err`) with control, C1 and bidi characters escaped
+    (`printable`); `line=True` for a name or a path, which is always one line. The one way the
+    command line prints."""
+    print(printable(text, line=line), end=end, file=sys.stderr if err else sys.stdout)
+
+
+#: `layers --size`: the input sizes a layer listing runs the network on (a forward pass, so memory
+#: grows with the square of it; the shapes of larger inputs follow from these)
+LAYER_SIZES = (32, 2048)
 
 
 def parse_limits(items: list[str] | None) -> Limits | None:
@@ -112,56 +126,89 @@ class ProgressPrinter:
         if isinstance(e, ev.Progress):
             bar = self.bars.get(e.node)
             if bar is None:
-                bar = self.bars[e.node] = self.tqdm(total=e.total, desc=e.node, leave=False, file=sys.stderr,
-                                                    dynamic_ncols=True)
+                bar = self.bars[e.node] = self.tqdm(total=e.total, desc=printable(e.node, line=True), leave=False,
+                                                    file=sys.stderr, dynamic_ncols=True)
             if bar.total != e.total:
                 bar.total = e.total
             bar.n = e.step
             if e.label:
-                bar.set_postfix_str(e.label, refresh=False)
+                bar.set_postfix_str(printable(e.label, line=True), refresh=False)
             bar.refresh()
         elif isinstance(e, ev.NodeFinished):
             bar = self.bars.pop(e.node, None)
             if bar is not None:
                 bar.close()
             how = "cached" if e.cached else f"{e.seconds:.2f}s"
-            self.tqdm.write(f"  {e.node}: {how}", file=sys.stderr)
+            self.tqdm.write(printable(f"  {e.node}: {how}", line=True), file=sys.stderr)
         elif isinstance(e, ev.NodeFailed):
             bar = self.bars.pop(e.node, None)
             if bar is not None:
                 bar.close()
 
 
+def check_out_folder(out: str) -> Path:
+    """--out as a folder a run can write into: one that is there, or one that can be made (the first
+    of its parents that is there is a folder). A link that leads nowhere, or a file on the way, is
+    refused before anything runs."""
+    if not out.strip():
+        raise UsageError("--out must name a folder")
+    path = here = Path(out)
+    try:
+        while True:
+            if here.is_symlink() and not here.exists():
+                raise UsageError(f"--out {shorten(out)}: {here} is a link to {os.readlink(here)}, which does not "
+                                 "exist; make that folder, or choose another output folder")
+            if here.exists():
+                if here.is_dir():
+                    return path
+                if here == path:
+                    raise UsageError(f"--out {shorten(out)} is a file, not a folder; choose another output folder")
+                raise UsageError(f"--out {shorten(out)}: {here} is not a folder; choose another output folder")
+            if here.parent == here:
+                return path
+            here = here.parent
+    except OSError as exc:  # a name too long, a folder that may not be looked into
+        raise UsageError(f"--out {shorten(out)}: {exc.strerror or exc}; choose another output folder") from None
+
+
+def _cancelled(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """What to say about, and the exit code of, a command ended by Ctrl-C, SIGTERM or SIGHUP."""
+    if isinstance(exc, Interrupted):
+        return f"cancelled ({exc.name})", exc.exit_code
+    return "cancelled", 130
+
+
 def cmd_run(args) -> int:
+    from dreamnodes.runtime.device import check_device_name
     from dreamnodes.runtime.executor import Runner
 
+    check_device_name(args.device)
+    check_out_folder(args.out)
     recipe = open_recipe(args.recipe)
     apply_sets(recipe, args.set or [])
     limits = parse_limits(args.limit)
     _input_roots(args, recipe)
     if args.seed is not None and args.seed < 0:
         raise UsageError(f"--seed must be a whole number >= 0, got {args.seed}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {args.out} is a file, not a folder; choose another output folder")
     runner = Runner(use_cache=not args.no_cache, device=args.device, out_dir=args.out,
                     input_roots=args.allow_read or (), listeners=[ProgressPrinter(args.quiet)],
                     trust=args.trust, limits=limits)
     try:
         result = runner.run(recipe, only=args.only, seed=args.seed)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP
         runner.cancel()
-        if runner.committed:  # Ctrl-C came while the finished run's files were moved into place
+        how, code = _cancelled(exc)
+        if runner.committed:  # it came while the finished run's files were moved into place
             for p in runner.committed:
-                print(p)
-            print("cancelled after the run had finished; its files above were written", file=sys.stderr)
+                echo(str(p), line=True)
+            echo(f"{how} after the run had finished; its files above were written", err=True)
         else:
-            print("cancelled; nothing was written", file=sys.stderr)
-        return 130
+            echo(f"{how}; nothing was written", err=True)
+        return code
     for p in result.written:
-        print(p)
+        echo(str(p), line=True)
     if not args.quiet:
-        print(f"ran {len(result.ran)} node(s), {len(result.cached)} from cache", file=sys.stderr)
+        echo(f"ran {len(result.ran)} node(s), {len(result.cached)} from cache", err=True)
     return 0
 
 
@@ -172,7 +219,7 @@ def cmd_validate(args) -> int:
     recipe = open_recipe(args.recipe)
     limits = parse_limits(args.limit)
     validate(recipe, load_all(), limits, _input_roots(args, recipe))
-    print(f"{args.recipe}: ok ({len(recipe.nodes)} nodes)")
+    echo(f"{args.recipe}: ok ({len(recipe.nodes)} nodes)")
     return 0
 
 
@@ -183,27 +230,27 @@ def cmd_nodes(args) -> int:
         spec = get(args.type)
         if spec is None:
             raise UsageError(f"unknown node type '{args.type}'; 'dreamnodes nodes' lists them")
-        print(f"{spec.type_name}  (version {spec.version}{', random' if spec.random else ''}"
-              f"{', writes files' if spec.writes else ''}; defined in {spec.module})\n")
-        print(spec.doc + "\n")
+        echo(f"{spec.type_name}  (version {spec.version}{', random' if spec.random else ''}"
+             f"{', writes files' if spec.writes else ''}; defined in {spec.module})\n")
+        echo(spec.doc + "\n")
         if spec.inputs:
-            print("inputs:")
+            echo("inputs:")
             for i in spec.inputs:
-                print(f"  {i.name}: {i.describe()}" + (f"  - {i.doc}" if i.doc else ""))
+                echo(f"  {i.name}: {i.describe()}" + (f"  - {i.doc}" if i.doc else ""))
         if spec.params:
-            print("params:")
+            echo("params:")
             for p in spec.params:
                 default = "" if p.required else f" = {p.default!r}"
-                print(f"  {p.name}: {p.describe()}{default}" + (f"  - {p.doc}" if p.doc else ""))
+                echo(f"  {p.name}: {p.describe()}{default}" + (f"  - {p.doc}" if p.doc else ""))
         if spec.outputs:
-            print("outputs:")
+            echo("outputs:")
             for o in spec.outputs:
-                print(f"  {o.name}: {o.type.socket_name()}")
+                echo(f"  {o.name}: {o.type.socket_name()}")
         return 0
     for fam, specs in families().items():
-        print(f"{fam}:")
+        echo(f"{fam}:")
         for s in specs:
-            print(f"  {s.type_name:<24} {s.summary}")
+            echo(f"  {s.type_name:<24} {s.summary}")
     return 0
 
 
@@ -214,13 +261,13 @@ def cmd_show(args) -> int:
         raise UsageError(str(exc)) from None
     if RECIPE_KEY not in text:
         raise UsageError(f"{args.image} holds no dreamnodes recipe")
-    print(printable(text[RECIPE_KEY]), end="")
+    echo(text[RECIPE_KEY], end="")
     if PROVENANCE_KEY in text and not args.recipe_only:
         try:
             prov = json.loads(text[PROVENANCE_KEY])
-            print("# provenance: " + printable(json.dumps(prov, sort_keys=True)))
-        except json.JSONDecodeError:
-            print("# provenance: (unreadable)")
+            echo("# provenance: " + json.dumps(prov, sort_keys=True))
+        except (json.JSONDecodeError, RecursionError):
+            echo("# provenance: (unreadable)")
     return 0
 
 
@@ -228,7 +275,7 @@ def cmd_samples(args) -> int:
     from dreamnodes.files import sample_names
 
     for name in sample_names():
-        print(f"sample:{name}")
+        echo(f"sample:{name}", line=True)
     return 0
 
 
@@ -236,7 +283,7 @@ def _model_for(target: str, device: str | None):
     """A Model from an architecture name ('mobilenet_v2') or RECIPE.yaml:NODE."""
     from dreamnodes.runtime.executor import Runner
 
-    runner = Runner(device=device or "cpu")
+    runner = Runner(device="cpu" if device is None else device)
     if ":" in target and Path(target.rsplit(":", 1)[0]).exists():
         path, nid = target.rsplit(":", 1)
         recipe = open_recipe(path)
@@ -257,13 +304,16 @@ def _model_for(target: str, device: str | None):
 def cmd_layers(args) -> int:
     from dreamnodes.nodes.model import layer_shapes
 
+    lo, hi = LAYER_SIZES
+    if not lo <= args.size <= hi:  # before the model loads: a forward pass at --size 100000 would not fit
+        raise UsageError(f"--size must be a whole number of pixels from {lo} to {hi}, got {args.size}")
     model = _model_for(args.model, args.device)
     rows = layer_shapes(model, args.size)
     leaves = {p for p, m in model.module.named_modules() if p and not any(True for _ in m.children())}
-    print(f"{model.arch} ({model.weights_id}), input {args.size}x{args.size}:")
+    echo(f"{model.arch} ({model.weights_id}), input {args.size}x{args.size}:")
     for path, kind, shape in rows:
         if args.all or path not in leaves or path == "logits":
-            print(f"  {path:<28} {kind:<20} {'x'.join(map(str, shape[1:]))}")
+            echo(f"  {path:<28} {kind:<20} {'x'.join(map(str, shape[1:]))}", line=True)
     return 0
 
 
@@ -272,9 +322,9 @@ def cmd_classes(args) -> int:
     words = [w.lower() for w in args.words]
     hits = [(i, c) for i, c in enumerate(model.categories) if all(w in c.lower() for w in words)]
     for i, c in hits:
-        print(f"{i:5d}  {c}")
+        echo(f"{i:5d}  {c}", line=True)
     if not hits:
-        print(f"no class of {model.arch} matches {' '.join(args.words)!r}", file=sys.stderr)
+        echo(f"no class of {model.arch} matches {' '.join(args.words)!r}", err=True)
         return 1
     return 0
 
@@ -364,34 +414,95 @@ def _add_plugin_commands(sub) -> None:
         try:
             ep.load()(sub)
         except Exception as exc:  # a broken plugin must not take the whole command line down
-            print(f"warning: command '{ep.name}' ({ep.value}) not available: {type(exc).__name__}: "
-                  f"{printable(str(exc))}", file=sys.stderr)
+            echo(f"warning: command '{ep.name}' ({ep.value}) not available: {type(exc).__name__}: {exc}", err=True)
+
+
+@contextmanager
+def _signals_as_cancel():
+    """SIGTERM (a request to stop) and SIGHUP (the terminal closed) end a command as Ctrl-C does:
+    raised as Interrupted, a KeyboardInterrupt, where the program is, so a run is cancelled, its
+    staging folder deleted and its clean-up done. Only the first is raised (a second one while
+    cleaning up is ignored); an ignored SIGHUP (nohup) stays ignored; only the main thread, which
+    is where signals are handled, installs them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum, frame):
+        if not fired:
+            fired.append(signum)
+            raise Interrupted(signum, signal.Signals(signum).name)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        s = getattr(signal, name, None)
+        if s is not None and signal.getsignal(s) not in (None, signal.SIG_IGN):
+            previous[s] = signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+@contextmanager
+def _warnings_printed():
+    """Warnings printed as one escaped line each (`warning: ...`), not Python's two lines with source
+    code (the format only: whoever records warnings, such as a test, still gets them)."""
+    def one_line(message, category, filename, lineno, line=None):
+        return f"warning: {printable(str(message))}\n"
+
+    previous, warnings.formatwarning = warnings.formatwarning, one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
+
+
+def _check_settings() -> None:
+    """Every DREAMNODES_* setting, parsed once as the command starts (dreamnodes/settings.py); the
+    disk cache's size bound by the cache's own parser."""
+    from dreamnodes.runtime.cache import _env_max_bytes
+
+    check_settings({"DREAMNODES_CACHE_MAX_MB": _env_max_bytes})
+
+
+def _internal_error(exc: Exception, debug: bool) -> int:
+    """The last resort: an exception that is no DreamError is a bug; one line, never a traceback
+    (unless --debug)."""
+    if debug:
+        traceback.print_exc()
+    hint = (" (something is nested too deeply for Python's recursion limit: simplify the input)"
+            if isinstance(exc, RecursionError) else "")
+    echo(f"error: internal error (a bug in dreamnodes): {type(exc).__name__}: {shorten(str(exc), 500)}{hint}; "
+         "run with --debug for the traceback, and please report it", err=True)
+    return 1
 
 
 def main(argv: list[str] | None = None, *, errors: list | None = None) -> int:
     """Run the command line; returns the exit code. `errors`, when given, receives the
     DreamError that ended the command (for callers that want more than the code)."""
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    debug = getattr(args, "debug", False)
-    try:
-        return args.fn(args)
-    except DreamError as exc:
-        if errors is not None:
-            errors.append(exc)
-        if debug:
-            traceback.print_exc()
-        print(f"error: {printable(str(exc))}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("cancelled", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug: say so plainly
-        if debug:
-            traceback.print_exc()
-        print(f"error: {type(exc).__name__}: {printable(str(exc))} (run with --debug for the traceback)",
-              file=sys.stderr)
-        return 1
+    debug = False
+    with _signals_as_cancel(), _warnings_printed():
+        try:
+            args = build_parser().parse_args(argv)
+            debug = getattr(args, "debug", False)
+            _check_settings()
+            return args.fn(args)
+        except DreamError as exc:
+            if errors is not None:
+                errors.append(exc)
+            if debug:
+                traceback.print_exc()
+            echo(f"error: {exc}", err=True)
+            return exc.exit_code
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP outside a run
+            how, code = _cancelled(exc)
+            echo(how, err=True)
+            return code
+        except Exception as exc:  # a bug: say so plainly
+            return _internal_error(exc, debug)
 
 
 if __name__ == "__main__":

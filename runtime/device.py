@@ -18,27 +18,41 @@ the peak memory of a big tiled print hardly grows.
 from __future__ import annotations
 
 import ctypes
-import os
 import platform
+import re
 import sys
 
 import torch
 
-from dreamnodes.errors import UsageError
+from dreamnodes.errors import UsageError, printable
+from dreamnodes.settings import setting
+
+
+#: the devices `--device` names: cpu, cuda, cuda:N, mps, auto
+DEVICE_NAMES = re.compile(r"cpu|cuda(:[0-9]{1,4})?|mps|auto")
+
+
+def check_device_name(name: str | None) -> str:
+    """`name` (None: auto) if it is one of the devices dreamnodes runs on, else a UsageError. Checked
+    by name, before torch sees it: torch also accepts 'meta', 'xla', 'cpu:3' and more, none of which
+    a run can use."""
+    if name is None:
+        return "auto"
+    if not isinstance(name, str) or not DEVICE_NAMES.fullmatch(name):
+        raise UsageError(f"unknown device {printable(repr(name))}; use cpu, cuda, cuda:N, mps or auto")
+    return name
 
 
 def choose_device(name: str | None = None) -> torch.device:
-    if name in (None, "", "auto"):
+    name = check_device_name(name)
+    if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise UsageError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto") from None
+    dev = torch.device(name)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError("--device cuda was asked for, but no CUDA GPU is available here; use --device cpu")
@@ -65,7 +79,7 @@ def keep_cpu_memory() -> bool:
     global _tuned
     if _tuned is None:
         _tuned = False
-        if os.environ.get("DREAMNODES_CPU_ALLOCATOR", "").strip().lower() == "system":
+        if setting("DREAMNODES_CPU_ALLOCATOR") == "system":
             return False
         if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
             try:

@@ -36,10 +36,10 @@ import torch
 from dreamnodes import __version__
 from dreamnodes import events as ev
 from dreamnodes.context import Context
-from dreamnodes.files import identity, sample_name
-from dreamnodes.errors import Cancelled, DreamError, NodeError, Problem, RecipeError
+from dreamnodes.files import InputFileError, file_identity, resolve_input
+from dreamnodes.errors import Cancelled, DreamError, NodeError, Problem, RecipeError, printable, shorten
 from dreamnodes.registry import load_all
-from dreamnodes.limits import Limits
+from dreamnodes.limits import DEFAULT_LIMITS, Limits
 from dreamnodes.spec import NodeSpec
 
 from dreamnodes.graphs.recipe import Recipe, dump_recipe
@@ -77,14 +77,24 @@ def cache_key(spec: NodeSpec, params: dict[str, Any], seed: int | None, input_ke
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def input_files(spec: NodeSpec, params: dict[str, Any], roots) -> dict[str, Any]:
-    """What the files a node reads are, for its cache key: {param: identity} (see files.identity)."""
-    out = {}
+def input_files(spec: NodeSpec, params: dict[str, Any], roots) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The files a node reads, resolved once, and what they are, for its cache key.
+
+    Every path parameter, however it is named (a path, `sample:NAME`), is resolved by
+    `files.resolve_input`, and the node is given exactly that answer (`Context.files`, which
+    `Context.input_path` keeps to): ({value: the file, or the InputFileError}, {param: identity}).
+    """
+    resolved: dict[str, Any] = {}
+    ids: dict[str, Any] = {}
     for p in spec.params:
         value = params.get(p.name)
-        if p.kind == "path" and isinstance(value, str) and sample_name(value) is None:
-            out[p.name] = identity(value, roots)
-    return out
+        if p.kind == "path" and isinstance(value, str):
+            try:
+                resolved[value] = resolve_input(value, roots)
+                ids[p.name] = file_identity(resolved[value])
+            except InputFileError as exc:  # the node says what is wrong; nothing is cached under it
+                resolved[value], ids[p.name] = exc, "missing"
+    return resolved, ids
 
 
 @dataclass
@@ -113,6 +123,7 @@ class _RunState:
     recipe_text: Callable[[], str]  # the recipe as YAML, made when a node that writes files first needs it
     provenance: dict[str, Any]
     roots: tuple[Path, ...]  # the folders input files may come from
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # by node: the files its key covers
     staging: Path | None = None  # made for the first node that writes files
 
 
@@ -188,7 +199,8 @@ class Runner:
                     state.result.written = self.committed = self._commit(state.staging)
         finally:
             if state.staging is not None:
-                shutil.rmtree(state.staging, ignore_errors=True)
+                with _interrupts_deferred():  # a second signal must not leave the staging folder half deleted
+                    shutil.rmtree(state.staging, ignore_errors=True)
         return state.result
 
     def _roots(self, recipe: Recipe) -> tuple[Path, ...]:
@@ -211,9 +223,13 @@ class Runner:
     def _staging(self, state: _RunState) -> Path:
         """The run's staging folder in the output folder, made when the first node that writes runs."""
         if state.staging is None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            sweep_stale_staging(self.out_dir, STAGING_PREFIX)  # left by a killed run
-            state.staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.out_dir))
+            try:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                sweep_stale_staging(self.out_dir, STAGING_PREFIX)  # left by a killed run
+                state.staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.out_dir))
+            except OSError as exc:
+                raise NodeError(f"cannot write into the output folder {printable(str(self.out_dir), line=True)} "
+                                f"({exc.strerror or exc}); choose another with --out") from None
         return state.staging
 
     # ------------------------------------------------------------------
@@ -266,7 +282,7 @@ class Runner:
     def _cache_key(self, state: _RunState, nid: str, spec: NodeSpec, seed: int, input_keys: dict) -> str:
         params = state.params[nid]
         extra = {}
-        files = input_files(spec, params, state.roots)
+        state.files[nid], files = input_files(spec, params, state.roots)  # the node opens these very files
         if files:
             extra["files"] = files
         if spec.writes:  # the embedded recipe and the destination are part of what is written
@@ -310,7 +326,8 @@ class Runner:
                        input_roots=state.roots, emit=self.emit, cancel=self.cancel_event, trust=self.trust,
                        recipe_text=state.recipe_text() if spec.writes else "",
                        provenance=json.loads(json.dumps(state.provenance)) if spec.writes else {},
-                       checkpoints=NodeCheckpoints(self.cache, key) if self.use_cache else None)
+                       checkpoints=NodeCheckpoints(self.cache, key) if self.use_cache else None,
+                       limits=self.limits or DEFAULT_LIMITS, files=state.files.get(nid, {}))
 
     @staticmethod
     def _arguments(state: _RunState, nid: str, spec: NodeSpec, inputs: dict, ctx: Context) -> dict[str, Any]:
@@ -345,7 +362,11 @@ class Runner:
             self.emit(ev.NodeFailed(nid, str(exc)))
             raise
         except Exception as exc:
-            msg = f"{spec.type_name} failed: {type(exc).__name__}: {exc}"
+            if isinstance(exc, RecursionError):  # a parser of nested input, a deep structure
+                msg = (f"{spec.type_name} failed: its input is nested too deeply to handle (RecursionError: "
+                       "Python's recursion limit); simplify the nesting in its parameters or inputs")
+            else:
+                msg = f"{spec.type_name} failed: {type(exc).__name__}: {shorten(str(exc), 500)}"
             self.emit(ev.NodeFailed(nid, msg))
             raise NodeError(msg, nid) from exc
 
@@ -382,34 +403,44 @@ class Runner:
             rel = path.relative_to(staging)
             real = _folder_inside(root, rel.parent, rel) / rel.name
             if real.is_dir():
-                raise NodeError(f"cannot write {rel} into the output folder: a folder of that name is there")
+                raise NodeError(f"cannot write {shorten(str(rel))} into the output folder: a folder of that name "
+                                "is there")
             plan.append((path, rel, real))
         moved = []
         for path, rel, real in plan:
             try:
                 os.replace(path, real)
             except OSError as exc:
-                raise NodeError(f"cannot write {rel} into the output folder ({exc.strerror or exc}); "
+                raise NodeError(f"cannot write {shorten(str(rel))} into the output folder ({exc.strerror or exc}); "
                                 "is there a folder of that name?") from None
             moved.append(real)
         return moved
 
 
+#: the signals that cancel a run: Ctrl-C, and (from the command line, see runtime/cli.py) a
+#: request to terminate or a closed terminal
+CANCEL_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 @contextmanager
 def _interrupts_deferred():
-    """Hold Ctrl-C (SIGINT) until the block is done, then deliver it: moving a run's files into
-    place is short, and stopping halfway would leave some of them written and some not."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
-        yield  # only the main thread gets signals; None: a handler not set from Python, left alone
+    """Hold the signals that stop a run (Ctrl-C, SIGTERM, SIGHUP) until the block is done, then
+    deliver them: moving a run's files into place, or deleting its staging folder, is short, and
+    stopping halfway would leave some of them written and some not."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread gets signals
         return
-    pending = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    # a handler not set from Python (None) is left alone, and an ignored signal stays ignored
+    held = [s for s in CANCEL_SIGNALS if signal.getsignal(s) not in (None, signal.SIG_IGN)]
+    pending: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in held}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if pending:
-        signal.raise_signal(signal.SIGINT)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    for s in dict.fromkeys(pending):
+        signal.raise_signal(s)
 
 
 def _folder_inside(root: Path, rel: Path, what: Path) -> Path:

@@ -44,3 +44,16 @@ def passthrough(image: Image) -> Image:
 def mix(a: Image, b: Image) -> Image:
     """Average two pictures (two Image inputs)."""
     return Image((a.pixels + b.pixels) / 2)
+
+
+@node("test.deep")
+def deep(levels: Annotated[int, Range(1, 1_000_000)] = 10) -> Image:
+    """A flat picture, made after recursing `levels` deep (a stand-in for a parser of nested input).
+
+    Args:
+        levels: how deep the recursion goes.
+    """
+    def down(n: int) -> int:
+        return 0 if n == 0 else 1 + down(n - 1)
+
+    return Image(torch.full((1, 3, 8, 8), 0.5 + 0 * down(levels)))

@@ -8,13 +8,14 @@ the node runs, and a refusal names the `tile` that would fit, or what else to lo
 """
 from __future__ import annotations
 
-import math
 import os
 import weakref
 
 import torch
 
 from dreamnodes import Context, NodeError
+from dreamnodes.errors import UsageError
+from dreamnodes.settings import setting
 from dreamnodes.types import Image, Objective
 
 from .network import capture
@@ -64,16 +65,12 @@ def dream_peak_bytes(batch: int, height: int, width: int, tile: int, overlap: in
 
 def available_bytes(device: torch.device) -> tuple[int, str]:
     """(bytes the run may use, where the figure comes from); DREAMNODES_MEMORY_LIMIT_MB overrides."""
-    env = os.environ.get("DREAMNODES_MEMORY_LIMIT_MB", "").strip()
-    if env:
-        try:
-            mb = float(env)
-        except ValueError:
-            mb = -1.0
-        if not (mb > 0 and math.isfinite(mb)):
-            raise NodeError(f"DREAMNODES_MEMORY_LIMIT_MB must be a number of megabytes above 0, got {env!r}; "
-                            "set it to, say, 8000, or unset it to use the memory the machine has free")
-        return int(mb * 1024**2), "DREAMNODES_MEMORY_LIMIT_MB"
+    try:  # the command line checked it when it started; an API caller meets a bad value here
+        limit = setting("DREAMNODES_MEMORY_LIMIT_MB")
+    except UsageError as exc:
+        raise NodeError(str(exc)) from None
+    if limit is not None:
+        return limit, "DREAMNODES_MEMORY_LIMIT_MB"
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free), f"free memory of {device}"
