@@ -40,7 +40,7 @@ define apt_missing
 	fi
 endef
 
-.PHONY: setup run test bench bench-tiles bench-featurevis examples zoom edit screenshot qt-libs qt-x11-libs xvfb clean
+.PHONY: setup run test bench bench-tiles bench-featurevis bench-cli examples zoom edit screenshot qt-libs qt-x11-libs xvfb clean
 
 setup: $(STAMP) $(if $(findstring editor,$(EXTRAS)),qt-libs)
 
@@ -61,8 +61,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
+# out/deepdream.png is make run's own picture: each run replaces it (--overwrite)
 run: $(STAMP)
-	$(VENV)/bin/dreamnodes run examples/deepdream.yaml --out out
+	$(VENV)/bin/dreamnodes run examples/deepdream.yaml --out out --overwrite
 
 test: setup
 	$(PY) -m pytest -q
@@ -77,6 +78,11 @@ bench-tiles: $(STAMP)
 # class visualization (examples/class_vis.yaml) at 224 and 512 px: steps/s, runtime vs a plain loop
 bench-featurevis: $(STAMP)
 	$(PY) bench/featurevis.py
+
+# the command line's start-up: --help, nodes, validate, classes in new processes, against an empty
+# Python and `import torch` (target: each under 0.5 s)
+bench-cli: $(STAMP)
+	$(PY) bench/cli.py
 
 examples: $(STAMP)
 	$(PY) examples/make_gallery.py

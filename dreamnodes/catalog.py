@@ -167,7 +167,38 @@ def _encode_spec(spec) -> dict:
             "params": params, "outputs": [[o.name, _type_ref(o.type)] for o in spec.outputs],
             "doc": spec.doc, "version": spec.version, "code_hash": spec.code_hash, "random": spec.random,
             "writes": spec.writes, "context_arg": spec.context_arg, "multi_output": spec.multi_output,
-            "memory": spec.memory is not None}
+            "memory": spec.memory is not None, "check": _function_ref(spec.check)}
+
+
+def _function_ref(fn) -> str | None:
+    """'module:qualname' of a module-level function (a node's check hook), or None."""
+    if fn is None:
+        return None
+    if isinstance(fn, _Imported):
+        return fn.ref
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+class _Imported:
+    """A module-level function named 'module:qualname', imported when first called (only its own
+    module: a check hook's module is light, unlike a node family's)."""
+
+    def __init__(self, ref: str):
+        self.ref = ref
+        self.__module__, _, self.__qualname__ = ref.partition(":")
+        self.__name__ = self.__qualname__.rsplit(".", 1)[-1]
+
+    def __call__(self, *args, **kwargs):
+        obj: Any = import_module(self.__module__)
+        for part in self.__qualname__.split("."):
+            obj = getattr(obj, part)
+        return obj(*args, **kwargs)
+
+    def __eq__(self, other) -> bool:
+        return _function_ref(other) == self.ref if callable(other) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.ref)
 
 
 class _Deferred:
@@ -197,7 +228,8 @@ def _decode_spec(d: dict, table: dict[str, dict]):
                     tuple(param(p) for p in d["params"]),
                     tuple(Output(n, _resolve(t, table)) for n, t in d["outputs"]),
                     d["doc"], d["version"], d["code_hash"], d["random"], d["writes"], d["context_arg"],
-                    d["multi_output"], _Deferred(name, d["module"], "memory") if d["memory"] else None)
+                    d["multi_output"], _Deferred(name, d["module"], "memory") if d["memory"] else None,
+                    _Imported(d["check"]) if d.get("check") else None)
 
 
 def encode(registry: dict) -> dict:

@@ -69,10 +69,12 @@ class Context:
         if self.cancel.is_set():
             raise Cancelled()
 
-    def progress(self, step: int, total: int, label: str = "") -> None:
-        """Report step `step` of `total`; raises Cancelled if the run was stopped."""
+    def progress(self, step: int, total: int, label: str = "", work: float | None = None) -> None:
+        """Report step `step` of `total`; raises Cancelled if the run was stopped. `work`: the share
+        of the node's work done (0 to 1) when steps differ in cost (octaves of growing area), so
+        bars and ETAs follow time rather than steps."""
         self.check_cancelled()
-        self.emit(ev.Progress(self.node_id, step, total, label))
+        self.emit(ev.Progress(self.node_id, step, total, label, work))
 
     def preview(self, image: Any) -> None:
         self.emit(ev.Preview(self.node_id, image))

@@ -69,15 +69,26 @@ def input_candidates(path: str, input_roots: Iterable) -> tuple[list[Path], list
 
     A relative path is tried against every allowed folder; links are resolved first, so a
     link inside an allowed folder that leads elsewhere is outside. With no folders given,
-    the current folder is the one allowed.
+    the current folder is the one allowed. A root that is a file (one typed on the command line,
+    `--set photo.source=~/rocket.jpg`) allows that file alone, named by its absolute path.
     """
     if "\x00" in path:
         return [], [], []
     p = Path(os.path.expanduser(path))
-    roots = [Path(r).resolve() for r in input_roots] or [Path.cwd().resolve()]
+    given = [Path(r).resolve() for r in input_roots]
+    files = [r for r in given if _is_file(r)]
+    roots = [r for r in given if r not in files] or [Path.cwd().resolve()]
     candidates = [p.resolve()] if p.is_absolute() else [(r / p).resolve() for r in roots]
-    inside = [c for c in candidates if any(c == r or r in c.parents for r in roots)]
-    return candidates, inside, roots
+    inside = [c for c in candidates if c in files or any(c == r or r in c.parents for r in roots)]
+    return candidates, inside, roots + files
+
+
+def _is_file(path: Path) -> bool:
+    """Whether `path` is a file (False for a name the file system refuses, such as one too long)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def first_existing(candidates: list[Path]) -> Path | None:
@@ -216,6 +227,14 @@ def read_bounded(path: str | os.PathLike, limit: int, what: str = "the file") ->
 
 
 # ---------------------------------------------------------------- writes
+@lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process's umask (read by setting it, so once, and put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so readers see the old file or the whole new one."""
     with atomic_path(path) as tmp:
@@ -233,6 +252,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     is in `path`'s folder, never in the system's temporary folder: in a run that is the staging
     folder, which a killed run's successor deletes."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:100]}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    try:  # mkstemp makes the file private (0600); a saved picture gets the mode any new file would
+        os.fchmod(fd, 0o666 & ~_umask())
+    except OSError:  # a file system without modes
+        pass
     os.close(fd)
     try:
         yield Path(tmp)

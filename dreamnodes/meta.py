@@ -127,3 +127,153 @@ def recipe_from_png(path: str | Path) -> str:
         raise NoRecipeInImage(f"{path} holds no dreamnodes recipe (it was not saved by dreamnodes, or its "
                               "metadata was stripped)")
     return text[RECIPE_KEY]
+
+
+# ---------------------------------------------------------------- animations: GIF and MP4
+#: the GIF comment / MP4 comment that carries the recipe: a JSON object {RECIPE_KEY: YAML text,
+#: PROVENANCE_KEY: JSON text}, marked so that another program's comment is not taken for one
+EMBED_MARK = "dreamnodes 1\n"
+#: boxes walked in one MP4 (a dreamnodes MP4 has a dozen at the top and a few in its metadata)
+MAX_BOXES = 10_000
+_MP4_PATH = (b"moov", b"udta", b"meta", b"ilst", b"\xa9cmt", b"data")  # where ffmpeg puts `comment`
+
+
+def embedded_comment(recipe_text: str, provenance: dict) -> str:
+    """The comment a GIF or MP4 carries: the recipe and provenance, as a PNG's text chunks hold them."""
+    import json
+
+    return EMBED_MARK + json.dumps({RECIPE_KEY: recipe_text, PROVENANCE_KEY: json.dumps(provenance, sort_keys=True)},
+                                   ensure_ascii=False)
+
+
+def _from_comment(raw: bytes, path: Path) -> dict[str, str]:
+    """{key: text} from a comment that embedded_comment wrote; {} for any other comment."""
+    import json
+
+    mark = EMBED_MARK.encode()
+    if not raw.startswith(mark):
+        return {}
+    try:
+        data = json.loads(raw[len(mark):].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ValueError(f"{path}: its dreamnodes comment is damaged (not the JSON dreamnodes writes)") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: its dreamnodes comment is damaged (not the JSON dreamnodes writes)")
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _read_exact(f, n: int, path: Path, where: str) -> bytes:
+    data = f.read(n)
+    if len(data) < n:
+        raise ValueError(f"{path} is cut short ({where}); the file is damaged")
+    return data
+
+
+def _gif_sub_blocks(f, path: Path, keep: bool) -> bytes:
+    """The data sub-blocks after a GIF block header, up to their terminator: joined (keep), else skipped.
+    Kept data is bounded by MAX_TEXT."""
+    out = bytearray()
+    while True:
+        n = _read_exact(f, 1, path, "inside a block")[0]
+        if n == 0:
+            return bytes(out)
+        if keep:
+            out += _read_exact(f, n, path, "inside a comment")
+            if len(out) > MAX_TEXT:
+                raise ValueError(f"{path} has a comment of more than {MAX_TEXT:,} bytes; a recipe is never that large")
+        else:
+            f.seek(n, 1)
+
+
+def read_gif_text(path: str | Path) -> dict[str, str]:
+    """The recipe and provenance in a GIF's comment extension, read as data: the blocks are walked
+    (pictures skipped, never decoded), comments bounded, at most MAX_CHUNKS blocks; ValueError names
+    what is wrong."""
+    path = Path(path)
+    with open_regular(path, None, "the animation") as f:
+        head = f.read(13)
+        if len(head) < 13 or head[:6] not in (b"GIF87a", b"GIF89a"):
+            raise ValueError(f"{path} is not a GIF file")
+        if head[10] & 0x80:  # a global colour table
+            f.seek(3 << ((head[10] & 7) + 1), 1)
+        for _ in range(MAX_CHUNKS):
+            kind = _read_exact(f, 1, path, "before its trailer")[0]
+            if kind == 0x3B:  # trailer
+                return {}
+            if kind == 0x21:  # extension: label, sub-blocks
+                label = _read_exact(f, 1, path, "inside an extension")[0]
+                found = _from_comment(_gif_sub_blocks(f, path, label == 0xFE), path) if label == 0xFE else \
+                    _gif_sub_blocks(f, path, False)
+                if found:
+                    return found
+            elif kind == 0x2C:  # a picture: descriptor, local colour table, LZW code size, data
+                desc = _read_exact(f, 9, path, "inside a picture descriptor")
+                if desc[8] & 0x80:
+                    f.seek(3 << ((desc[8] & 7) + 1), 1)
+                _read_exact(f, 1, path, "inside a picture")
+                _gif_sub_blocks(f, path, False)
+            else:
+                raise ValueError(f"{path} has a block of unknown kind {kind:#04x}; the file is damaged")
+    raise ValueError(f"{path} has more than {MAX_CHUNKS:,} blocks; an animation dreamnodes made has far fewer")
+
+
+def _mp4_box(f, end: int, path: Path) -> tuple[bytes, int, int] | None:
+    """(type, start of its content, end) of the next box before `end`, or None at `end`."""
+    at = f.tell()
+    if at + 8 > end:
+        return None
+    size, kind = struct.unpack(">I4s", _read_exact(f, 8, path, "inside a box header"))
+    start = at + 8
+    if size == 1:  # a 64-bit size follows
+        size, start = struct.unpack(">Q", _read_exact(f, 8, path, "inside a box header"))[0], at + 16
+    elif size == 0:  # to the end of its parent
+        size = end - at
+    if size < start - at or at + size > end:
+        raise ValueError(f"{path} has a box '{kind.decode('latin-1')}' of impossible size; the file is damaged")
+    return kind, start, at + size
+
+
+def read_mp4_text(path: str | Path) -> dict[str, str]:
+    """The recipe and provenance in an MP4's comment (moov/udta/meta/ilst/©cmt, where ffmpeg's
+    `-metadata comment=` puts it), read as data: boxes walked, skipped unless on that path, at most
+    MAX_BOXES, the comment bounded; ValueError names what is wrong."""
+    path = Path(path)
+    with open_regular(path, None, "the video") as f:
+        end = f.seek(0, 2)
+        f.seek(0)
+        head = f.read(8)
+        if len(head) < 8 or head[4:8] != b"ftyp":
+            raise ValueError(f"{path} is not an MP4 file")
+        f.seek(0)
+        depth = 0
+        for _ in range(MAX_BOXES):
+            box = _mp4_box(f, end, path)
+            if box is None:
+                return {}
+            kind, start, stop = box
+            if kind != _MP4_PATH[depth]:
+                f.seek(stop)
+                continue
+            if kind == b"data":
+                if stop - start > MAX_TEXT + 8:
+                    raise ValueError(f"{path} has a comment of more than {MAX_TEXT:,} bytes; "
+                                     "a recipe is never that large")
+                return _from_comment(_read_exact(f, stop - start, path, "inside the comment")[8:], path)
+            depth, end = depth + 1, stop
+            f.seek(start + (4 if kind == b"meta" else 0))  # meta is a full box: version and flags first
+    raise ValueError(f"{path} has more than {MAX_BOXES:,} boxes before its comment; the file is damaged")
+
+
+def read_embedded_text(path: str | Path) -> dict[str, str]:
+    """The recipe and provenance of a picture (PNG), animation (GIF) or video (MP4) dreamnodes made,
+    chosen by the file's first bytes, not its name; ValueError for other files."""
+    path = Path(path)
+    with open_regular(path, None, "the file") as f:
+        head = f.read(8)
+    if head.startswith(_SIGNATURE):
+        return read_png_text(path)
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return read_gif_text(path)
+    if head[4:8] == b"ftyp":
+        return read_mp4_text(path)
+    raise ValueError(f"{path} is not a PNG, GIF or MP4 file; only those carry a dreamnodes recipe")

@@ -25,7 +25,7 @@ _loaded = False
 
 
 def node(type_name: str, *, version: str = "1", random: bool = False, writes: bool = False,
-         memory: Callable[..., int] | None = None):
+         memory: Callable[..., int] | None = None, check: Callable | None = None):
     """Register a function as the node type `type_name` ("family.operation").
 
     `version` is part of every cache key of the node: bump it when the meaning
@@ -34,11 +34,15 @@ def node(type_name: str, *, version: str = "1", random: bool = False, writes: bo
     `writes=True` one that writes files into the output folder. `memory`, called
     as `memory(ctx, **inputs_and_params)` before the node runs, returns the bytes
     the node will need and refuses (with a NodeError that says what to change)
-    what would not fit.
+    what would not fit. `check`, a module-level function called as `check(Checking)` at
+    validation (see `spec.Checking`), reports what the parameters alone cannot show (a layer
+    the model has not) and returns facts for the nodes wired to this one; keep its module light
+    (no torch at import), as validation runs it without importing the node families.
     """
 
     def register(fn):
-        spec = build_spec(fn, type_name, version=version, random=random, writes=writes, memory=memory)
+        spec = build_spec(fn, type_name, version=version, random=random, writes=writes, memory=memory,
+                          check=check)
         old = REGISTRY.get(type_name)
         if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__, fn.__qualname__):
             raise SpecError(f"node type '{type_name}' is registered twice: by {old.fn.__module__} and {fn.__module__}")

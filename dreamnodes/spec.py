@@ -24,7 +24,7 @@ import reprlib
 import types as pytypes
 import typing
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Union, get_args, get_origin
 
 from .context import Context
@@ -37,7 +37,9 @@ class InPath(str):
 
 
 class OutPath(str):
-    """A file the node writes, relative to the run's output folder."""
+    """A file the node writes, relative to the run's output folder; it may hold placeholders
+    (`{n}`, `{seed}`, `{name}`, `{NODE.PARAM}`: see `placeholders`), which the runtime fills in
+    before the node is called."""
 
 
 class Color(str):
@@ -209,6 +211,9 @@ def _path_problem(v: str, kind: str) -> str | None:
                 "file names cannot: remove them")
     if kind != "outpath":
         return None
+    _, braces = placeholders(v)
+    if braces:
+        return braces
     parts = re.split(r"[\\/]+", v)
     if v.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", v) or ".." in parts:
         return (f"{_short(v)} must be a relative path inside the output folder, without '..' "
@@ -218,6 +223,76 @@ def _path_problem(v: str, kind: str) -> str | None:
             return (f"{_short(part)} is reserved for the runtime's own files (a run's staging folder, a file "
                     "being written), which it deletes; choose another name")
     return None
+
+
+#: what `{...}` in an output path may name besides a node's parameter (`{dream.steps}`): the recipe's
+#: seed, the next free number, the recipe's name. `{{` and `}}` are a literal brace.
+OUTPUT_FIELDS = ("seed", "n", "name")
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+_NODE_FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_\-]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
+_FILE_PART_MAX = 64  # characters a placeholder's value may take in a file name
+
+
+def placeholders(template: str) -> tuple[list[str], str | None]:
+    """(the fields the `{...}` of an output path name, in order; what is wrong with its braces, or None).
+
+    A field is `seed`, `n`, `name` or `NODE.PARAM`; which node and parameter exist is the
+    recipe's validation's business (graphs/validate.py)."""
+    fields: list[str] = []
+    for m in _PLACEHOLDER.finditer(template):
+        token = m.group(0)
+        if token in ("{{", "}}"):
+            continue
+        if m.group(1) is None:
+            return fields, (f"{_short(template)} has a '{token}' without its pair; a placeholder is written "
+                            f"{{seed}}, and a brace in the file name itself '{token}{token}'")
+        name = m.group(1).strip()
+        if name not in OUTPUT_FIELDS and not _NODE_FIELD.match(name):
+            return fields, (f"'{{{printable_name(name)}}}' in {_short(template)} is not a placeholder; use {{seed}}, "
+                            "{n} (the next free number), {name} (the recipe's name) or {NODE.PARAM} (that "
+                            "parameter's value, e.g. {dream.steps})")
+        fields.append(name)
+    return fields, None
+
+
+def printable_name(name: str, most: int = 30) -> str:
+    """`name` cut to `most` characters, for a message (escaped when it is printed)."""
+    return name if len(name) <= most else name[:most - 3] + "..."
+
+
+def node_field(name: str) -> tuple[str, str] | None:
+    """(node, parameter) of a `{NODE.PARAM}` placeholder's field, else None."""
+    m = _NODE_FIELD.match(name)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def file_part(value: Any) -> str:
+    """A value as it goes into a file name: numbers as written (1.5, 1e-05), true/false, a list's
+    items joined by '-'; every character but letters, digits and `-_.+=,@` becomes '_'; no leading
+    dot (a hidden file, '..'); at most 64 characters."""
+    if isinstance(value, bool) or value is None:
+        text = {True: "true", False: "false", None: "none"}[value]
+    elif isinstance(value, float):
+        text = format(value, "g")
+    elif isinstance(value, (list, tuple)):
+        text = "-".join(file_part(v) for v in value)
+    else:
+        text = unicodedata.normalize("NFC", str(value))
+    text = "".join(c if c.isalnum() or c in "-_.+=,@" else "_" for c in text)
+    text = re.sub(r"_{2,}", "_", text).lstrip(".")[:_FILE_PART_MAX]
+    return text or "_"
+
+
+def fill_placeholders(template: str, values: dict[str, Any], raw: tuple[str, ...] = ()) -> str:
+    """`template` with each `{field}` replaced by `file_part(values[field])` (the fields in `raw`
+    as they are) and `{{`, `}}` by a brace. Every field must be in `values`."""
+    def one(m: re.Match) -> str:
+        if m.group(1) is None:
+            return m.group(0)[0]
+        name = m.group(1).strip()
+        return str(values[name]) if name in raw else file_part(values[name])
+
+    return _PLACEHOLDER.sub(one, template)
 
 
 @dataclass(frozen=True)
@@ -259,6 +334,8 @@ class NodeSpec:
     multi_output: bool = False
     #: memory(ctx, **inputs_and_params) -> bytes needed, raising a NodeError for what cannot fit
     memory: Callable[..., int] | None = None
+    #: check(Checking) -> facts of the node's output, or None: what validation can tell before anything runs
+    check: Callable[["Checking"], Any] | None = None
 
     @property
     def module(self) -> str:
@@ -271,7 +348,9 @@ class NodeSpec:
 
     @property
     def summary(self) -> str:
-        return self.doc.split("\n", 1)[0]
+        """The doc's first sentence, whole (a first paragraph wraps over several lines)."""
+        para = " ".join(self.doc.strip().split("\n\n", 1)[0].split())
+        return re.split(r"(?<=[.!?])\s+(?=[A-Z`(])", para, maxsplit=1)[0]
 
     def input(self, name: str) -> Input | None:
         return next((i for i in self.inputs if i.name == name), None)
@@ -281,6 +360,34 @@ class NodeSpec:
 
     def output(self, name: str) -> Output | None:
         return next((o for o in self.outputs if o.name == name), None)
+
+
+@dataclass
+class Checking:
+    """What a node's `check` hook (`@node(..., check=fn)`) is given at validation, before anything
+    runs: the node's checked parameters (defaults filled in) and the facts of its wired inputs, as
+    the checks of the nodes they come from returned them (None: unknown, e.g. a node without a
+    check; a list input gets a list). The hook reports what is wrong with `problem(field, message)`
+    and returns the facts of its own output (JSON data; for several outputs, {output name: facts}),
+    or None. It loads no weights and reads no input file; facts that cost something to find (a
+    model's layer tree) are kept with `memo`, under the catalogue's fingerprint of the sources."""
+
+    type_name: str
+    params: dict[str, Any]
+    inputs: dict[str, Any]
+    folder: Any = None  # where `memo` keeps facts (None: computed every time)
+    defaulted: frozenset = frozenset()  # the parameters the recipe leaves to their defaults
+    hint: Callable[[str, Any], str] = lambda word, options: ""  # " Did you mean 'x'?" or ""
+    problems: list[tuple[str | None, str]] = field(default_factory=list)
+
+    def problem(self, name: str | None, message: str) -> None:
+        """Report a problem at parameter or input `name` (None: the node)."""
+        self.problems.append((name, message))
+
+    def memo(self, name: str, compute: Callable[[], Any]) -> Any:
+        from .catalog import memo
+
+        return memo(self.folder, name, compute)
 
 
 class SpecError(TypeError):
@@ -295,17 +402,18 @@ def _parse_doc(doc: str) -> tuple[str, dict[str, str]]:
     doc = inspect.cleandoc(doc or "")
     lines = doc.splitlines()
     body, args, cur = [], {}, None
-    in_args = False
+    in_args, indent = False, None  # indent: that of the block's argument lines (deeper: a continuation)
     for line in lines:
         if line.strip() in ("Args:", "Arguments:", "Parameters:"):
-            in_args = True
+            in_args, indent = True, None
             continue
         if in_args:
+            depth = len(line) - len(line.lstrip(" "))
             m = _DOC_ARG.match(line)
-            if m and line.startswith(" "):
-                cur = m.group(1)
+            if m and line.startswith(" ") and (indent is None or depth <= indent):
+                cur, indent = m.group(1), depth
                 args[cur] = m.group(2).strip()
-            elif line.strip() and line.startswith("  ") and cur:
+            elif line.strip() and line.startswith(" ") and cur:  # "0: automatic, ..." continues it too
                 args[cur] += " " + line.strip()
             elif line.strip() and not line.startswith(" "):
                 in_args = False
@@ -355,10 +463,18 @@ def _param_from(name: str, hint: Any, default: Any, doc: str, where: str) -> Par
                     "a parameter type (int, float, bool, str, InPath, OutPath, Color, Literal[...], list[...])")
 
 
+def _check_hook(check: Any, where: str) -> None:
+    if check is not None and (not callable(check) or "<" in getattr(check, "__qualname__", "<")):
+        raise SpecError(f"{where}: check must be a function defined at the top of a module (the catalogue "
+                        "keeps it as 'module:function'), best in one that imports nothing heavy")
+
+
 def build_spec(fn: Callable[..., Any], type_name: str, *, version: str = "1",
                random: bool = False, writes: bool = False,
-               memory: Callable[..., int] | None = None) -> NodeSpec:
+               memory: Callable[..., int] | None = None,
+               check: Callable[[Checking], Any] | None = None) -> NodeSpec:
     where = f"node '{type_name}' ({fn.__module__}.{fn.__qualname__})"
+    _check_hook(check, where)
     if not re.match(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$", type_name):
         raise SpecError(f"{where}: type names are 'family.operation' in lower case")
     try:
@@ -411,4 +527,4 @@ def build_spec(fn: Callable[..., Any], type_name: str, *, version: str = "1",
         src = fn.__code__.co_code.hex()
     code_hash = hashlib.sha256(src.encode()).hexdigest()[:16]
     return NodeSpec(type_name, fn, tuple(inputs), tuple(params), outputs, doc, version, code_hash,
-                    random, writes, ctx_arg, multi, memory)
+                    random, writes, ctx_arg, multi, memory, check)

@@ -52,6 +52,10 @@ def add_actions(win: MainWindow) -> None:
     win.act_fit = _action(win, "&Fit Graph", win.fit_view, "Home", "show the whole graph")
     win.act_out = _action(win, "&Output Folder\u2026", win.choose_output_folder, None,
                           "where image.save and video.save write")
+    win.act_overwrite = _action(win, "&Overwrite Existing Files", lambda: None, None,
+                                "let a run replace files earlier runs wrote (else it refuses; or put {n} in "
+                                "the output path)")
+    win.act_overwrite.setCheckable(True)
     win.act_stop.setEnabled(False)
 
 
@@ -74,8 +78,8 @@ def add_menus(win: MainWindow) -> None:
               None, win.act_select_all, win.act_add):
         e.addSeparator() if a is None else e.addAction(a)
     r = mb.addMenu("&Run")
-    for a in (win.act_run, win.act_stop, win.act_validate):
-        r.addAction(a)
+    for a in (win.act_run, win.act_stop, win.act_validate, None, win.act_overwrite):
+        r.addSeparator() if a is None else r.addAction(a)
     v = mb.addMenu("&View")
     v.addAction(win.act_fit)
     for dock in win.docks.values():

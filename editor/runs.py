@@ -88,7 +88,10 @@ class RunController(QObject):
     def check(self) -> bool:
         """Validate the recipe; show every problem on its node and in the log."""
         try:
-            validate(self.scene.to_recipe(), self.window.registry)
+            from dreamnodes.runtime.cache import default_cache_dir
+
+            # the model checks' facts are kept in the catalogue: computed once, not on every edit
+            validate(self.scene.to_recipe(), self.window.registry, facts_folder=default_cache_dir() / "catalog")
         except RecipeError as exc:
             self._show_problems(exc)
             return False
@@ -118,6 +121,7 @@ class RunController(QObject):
         win.progress.setRange(0, 1)
         win.progress.setValue(0)
         out = win.output_folder()
+        self.runner.overwrite = win.act_overwrite.isChecked()  # set before the run starts, read by the worker
         win.status.setText("running\u2026")
         win.log.add("info", f"run started (output folder {out})")
         self.start_run.emit(recipe, str(out))

@@ -19,6 +19,7 @@ from dreamnodes import events as ev
 from dreamnodes.errors import Cancelled, DreamError, RecipeError
 from dreamnodes.graphs.recipe import Recipe
 from dreamnodes.runtime.executor import Runner, RunResult
+from dreamnodes.runtime.outputs import OutputsExist
 from dreamnodes.types import Image, Model
 
 from .qt import QObject, QtGui, Signal, Slot
@@ -117,6 +118,11 @@ def describe_error(exc: BaseException) -> tuple[list[tuple[str | None, str]], st
             items.append((p.node, where + p.message))
         n = len(exc.problems)
         return items, f"{n} problem{'s' if n != 1 else ''} in the recipe; nothing ran"
+    if isinstance(exc, OutputsExist):
+        files = ", ".join(str(f) for f in exc.files[:5]) + (" ..." if len(exc.files) > 5 else "")
+        return [(exc.example[0] if exc.example else None,
+                 f"{files}: already there from an earlier run; tick Run > Overwrite Existing Files to replace, "
+                 "or put {n} (the next free number) in the output path")], "the output files are already there"
     node = getattr(exc, "node", None)
     msg = getattr(exc, "detail", None) or str(exc)
     if not isinstance(exc, DreamError):

@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     # memory cache only: the model loads once, and every picture is really rendered
     runner = Runner(cache=Cache(default_cache_dir(), disk=False), device=args.device, out_dir=out,
-                    listeners=[ProgressPrinter(quiet=True)])
+                    listeners=[ProgressPrinter(quiet=True)], overwrite=True)  # remakes the gallery
     judges = load_judges(args.judge, runner.device)
     rows, pictures = [], []
     for label in [c.strip() for c in args.classes.split(",") if c.strip()]:

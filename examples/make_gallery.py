@@ -58,7 +58,7 @@ def save_input(runner: Runner, recipe: str, node: str, out: str) -> Path:
 
 def main() -> None:
     DOCS.mkdir(exist_ok=True)
-    runner = Runner(out_dir=DOCS, listeners=[ProgressPrinter(quiet=True)])
+    runner = Runner(out_dir=DOCS, listeners=[ProgressPrinter(quiet=True)], overwrite=True)  # remakes the gallery
     photo = save_input(runner, "deepdream.yaml", "photo", "chelsea.png")
     dream = run(runner, "deepdream.yaml", [], "deepdream.png")
     strip([photo, dream], ["sample:chelsea", "render.deepdream, features.10"], DOCS / "deepdream_pair.png", 340)

@@ -153,7 +153,7 @@ def dgn(runner: Runner, figures: dict) -> None:
 
 def main(argv: list[str]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    runner = Runner(out_dir=OUT, listeners=[ProgressPrinter(quiet=True)])
+    runner = Runner(out_dir=OUT, listeners=[ProgressPrinter(quiet=True)], overwrite=True)  # remakes the pictures
     steps = {"walk": walk, "arithmetic": arithmetic, "dropout": dropout, "dgn": dgn}
     chosen = argv or list(steps)
     figures_path = OUT / "figures.json"

@@ -67,7 +67,7 @@ def big_print(runner: Runner) -> None:
 
 def main() -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
-    runner = Runner(out_dir=OUT, listeners=[ProgressPrinter(quiet=True)])
+    runner = Runner(out_dir=OUT, listeners=[ProgressPrinter(quiet=True)], overwrite=True)  # remakes the pictures
     if "--big-print" in sys.argv[1:]:
         big_print(runner)
     tmp = DOCS / ".frames"

@@ -7,8 +7,11 @@ listing them all, each with file, line, node and field. On success it
 returns the checked parameters of every node, defaults filled in.
 
 It runs no node, loads no weights and opens no input file: input paths are
-only checked to stay inside the allowed folders, not to exist. Reading the
-recipe text (and its structural problems) is `recipe.py`'s job.
+checked to stay inside the allowed folders and to name a file there. Nodes
+with a `check` hook (the model and objective nodes) then check, in the
+order data flows, what only the architecture tells: layer paths, channel
+widths, class names. Reading the recipe text (and its structural problems)
+is `recipe.py`'s job.
 """
 from __future__ import annotations
 
@@ -18,12 +21,10 @@ import re
 import unicodedata
 from typing import Any, Mapping
 
-import networkx as nx
-
-from dreamnodes.files import outside_problem
+from dreamnodes.files import InputFileError, outside_problem, resolve_input
 from dreamnodes.errors import Problem, RecipeError
 from dreamnodes.limits import DEFAULT_LIMITS, Limits
-from dreamnodes.spec import NodeSpec, Param
+from dreamnodes.spec import Checking, NodeSpec, Param, node_field, placeholders
 
 from .recipe import Recipe, RecipeNode, Ref, saved_problem
 
@@ -72,8 +73,10 @@ def _not_one_of(name: str, what: str, type_name: str, kind: str, names: list[str
             f"{kind}: {', '.join(names) or 'none'}")
 
 
-def to_digraph(recipe: Recipe) -> nx.DiGraph:
-    """Nodes are node ids; an edge u -> v means v reads an output of u."""
+def to_digraph(recipe: Recipe):
+    """A networkx DiGraph: nodes are node ids; an edge u -> v means v reads an output of u."""
+    import networkx as nx  # only to run a recipe or name its cycles: validating needs no networkx
+
     g = nx.DiGraph()
     for nid, n in recipe.nodes.items():
         g.add_node(nid)
@@ -114,10 +117,74 @@ def _pixels_problem(spec: NodeSpec, params: dict[str, Any], limits: Limits) -> t
                    f"or if this machine can take it, run with --limit pixels={pixels}")
 
 
+def input_problem(path: str, input_roots) -> str | None:
+    """Why the input file `path` cannot be read (outside the allowed folders, missing, not a
+    regular file, an unknown sample), as the run would say it, or None. Nothing is opened."""
+    try:
+        resolve_input(path, input_roots)
+    except InputFileError as exc:
+        return str(exc)
+    return None
+
+
+def _field_path(nid: str, n: RecipeNode, spec: NodeSpec, name: str | None) -> tuple:
+    """Where in the recipe a problem of field `name` is: the value, else the section it is left out of."""
+    section, given = ("params", n.params) if spec.param(name or "") else ("inputs", n.inputs)
+    if name is None or not (spec.param(name) or spec.input(name)):
+        return ("nodes", nid)
+    return ("nodes", nid, section, name) if name in given else ("nodes", nid, section)
+
+
+def _order(recipe: Recipe) -> list[str]:
+    """The nodes, each after the nodes it reads (in recipe order where that leaves a choice); the
+    nodes of a cycle are left out (the cycle is reported on its own)."""
+    sources = {nid: {ref.node for _, ref in n.input_refs() if ref.node in recipe.nodes and ref.node != nid}
+               for nid, n in recipe.nodes.items()}
+    readers: dict[str, list[str]] = {nid: [] for nid in recipe.nodes}
+    for nid, srcs in sources.items():
+        for src in srcs:
+            readers[src].append(nid)
+    waiting = {nid: len(srcs) for nid, srcs in sources.items()}
+    ready = [nid for nid in reversed(list(recipe.nodes)) if waiting[nid] == 0]
+    order = []
+    while ready:
+        nid = ready.pop()
+        order.append(nid)
+        for reader in reversed(readers[nid]):
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                ready.append(reader)
+    return order
+
+
+def _acyclic(recipe: Recipe) -> bool:
+    """True when the nodes can be ordered so that each comes after what it reads (Kahn's method;
+    a node reading itself counts as no cycle here: it is reported with the node's inputs)."""
+    readers: dict[str, list[str]] = {nid: [] for nid in recipe.nodes}
+    waiting = {nid: 0 for nid in recipe.nodes}
+    for nid, n in recipe.nodes.items():
+        for ref in {ref.node for _, ref in n.input_refs() if ref.node in recipe.nodes and ref.node != nid}:
+            readers[ref].append(nid)
+            waiting[nid] += 1
+    ready = [nid for nid, k in waiting.items() if k == 0]
+    done = 0
+    while ready:
+        done += 1
+        for reader in readers[ready.pop()]:
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                ready.append(reader)
+    return done == len(recipe.nodes)
+
+
 def _cycles(recipe: Recipe, found: int) -> list[list[str]]:
     """The cycles of two or more nodes, each from its first node in the recipe, in recipe order.
 
     The search stops once `found` (the problems found so far) and the cycles reach MAX_CYCLE_SEARCH."""
+    if _acyclic(recipe):
+        return []
+    import networkx as nx
+
     g = to_digraph(recipe)
     # networkx yields cycles in an order (and from a start node) that varies with string hashing;
     # start each at its first node in the recipe and sort them, so the report is the same every run
@@ -137,17 +204,23 @@ class _Validation:
     """One run of `validate`: the recipe and what it is checked against, the problems found so far
     (the recipe's own first) and the checked parameters of every node."""
 
-    def __init__(self, recipe: Recipe, registry: Mapping[str, NodeSpec], limits: Limits, input_roots):
+    def __init__(self, recipe: Recipe, registry: Mapping[str, NodeSpec], limits: Limits, input_roots,
+                 facts_folder=None):
         self.recipe = recipe
         self.registry = registry
         self.limits = limits
         self.input_roots = input_roots
+        self.facts_folder = facts_folder
         self.problems: list[Problem] = list(recipe.problems)
         self.resolved: dict[str, dict[str, Any]] = {}
         self.hint = _Hints()
+        self.bad: set[str] = set()  # the nodes a problem was reported on
+        self.facts: dict[str, Any] = {}  # by node: what its check hook found out
 
     def report(self, message: str, node: str | None = None, field: str | None = None, path: tuple = ()):
         self.problems.append(self.recipe.problem(message, node, field, path))
+        if node is not None:
+            self.bad.add(node)
         self.stop_if_too_many()  # one node can have thousands of problems too
 
     def stop_if_too_many(self):
@@ -166,6 +239,7 @@ class _Validation:
                             "('dreamnodes nodes' lists the types)", nid, "type", ("nodes", nid, "type"))
             return
         self.resolved[nid] = self.params(nid, n, spec)
+        self.files(nid, n, spec, self.resolved[nid])
         for iname, value in n.inputs.items():
             self.input(nid, n, spec, iname, value)
         for inp in spec.inputs:
@@ -205,6 +279,17 @@ class _Validation:
         if p.kind == "path" and self.input_roots is not None:
             return checked, outside_problem(checked, self.input_roots)
         return checked, None
+
+    def files(self, nid: str, n: RecipeNode, spec: NodeSpec, params: dict[str, Any]):
+        """Report the input files (path parameters inside the allowed folders) that are not there."""
+        for p in spec.params:
+            value = params.get(p.name)
+            if p.kind != "path" or not isinstance(value, str) or self.input_roots is None:
+                continue
+            problem = input_problem(value, self.input_roots)
+            if problem:
+                at = ("nodes", nid, "params", p.name) if p.name in n.params else ("nodes", nid, "params")
+                self.report(problem, nid, p.name, at)
 
     def defaults(self, nid: str, n: RecipeNode, spec: NodeSpec, params: dict[str, Any]) -> bool:
         """Fill in the parameters a node leaves out; report the required ones, and defaults over a
@@ -295,6 +380,67 @@ class _Validation:
                                 "one of the two files would be lost: give each its own path",
                                 nid, p.name, ("nodes", nid, "params", p.name))
 
+    def output_fields(self):
+        """Report a `{NODE.PARAM}` placeholder of an output path that names no node or parameter of
+        the recipe, or another output path (see spec.placeholders)."""
+        for nid, params in self.resolved.items():
+            for p in self.registry[self.recipe.nodes[nid].type].params:
+                value = params.get(p.name)
+                if p.kind == "outpath" and isinstance(value, str):
+                    for name in placeholders(value)[0]:
+                        err = self.field_problem(name)
+                        if err:
+                            self.report(f"{{{name}}} in {value!r}: {err}", nid, p.name, ("nodes", nid, "params", p.name))
+
+    def field_problem(self, name: str) -> str | None:
+        """What is wrong with the `{NODE.PARAM}` field `name` of an output path, or None."""
+        named = node_field(name)
+        if named is None:
+            return None
+        node, param = named
+        if node not in self.recipe.nodes:
+            return (f"there is no node '{node}' in the recipe.{self.hint(node, self.recipe.nodes)} "
+                    "A placeholder {NODE.PARAM} names a node's parameter, e.g. {dream.steps}")
+        spec = self.registry.get(self.recipe.nodes[node].type)
+        if spec is None:
+            return None  # reported on that node
+        p = spec.param(param)
+        if p is None:
+            names = [q.name for q in spec.params]
+            return _not_one_of(param, "not a parameter", spec.type_name, "Parameters", names, self.hint)
+        if p.kind == "outpath":
+            return f"'{name}' is an output path itself; name a parameter that is not one"
+        return None
+
+    def node_checks(self):
+        """Run the `check` hooks of the nodes (see `spec.Checking`), each after the nodes it reads,
+        with the facts those found (a model's layers and classes): what a run would refuse seconds
+        in, found before anything loads. A node with a problem already reported is not checked."""
+        for nid in _order(self.recipe):
+            spec = self.registry.get(self.recipe.nodes[nid].type)
+            if spec is None or spec.check is None or nid in self.bad or nid not in self.resolved:
+                continue
+            n = self.recipe.nodes[nid]
+            c = Checking(n.type, dict(self.resolved[nid]), self.input_facts(n), folder=self.facts_folder,
+                         hint=self.hint, defaulted=frozenset(p.name for p in spec.params if p.name not in n.params))
+            self.facts[nid] = spec.check(c)
+            for name, message in c.problems:
+                self.report(message, nid, name, _field_path(nid, n, spec, name))
+
+    def input_facts(self, n: RecipeNode) -> dict[str, Any]:
+        """{input name: the facts of what is wired to it (a list for a list input), None where unknown}."""
+        def facts_of(ref: Ref) -> Any:
+            src = self.recipe.nodes.get(ref.node)
+            facts = self.facts.get(ref.node)
+            sspec = self.registry.get(src.type) if src is not None else None
+            if facts is None or sspec is None or not sspec.multi_output:
+                return facts
+            out = resolve_output(sspec, ref)
+            return facts.get(out.name) if isinstance(facts, dict) and out is not None else None
+
+        return {name: [facts_of(r) for r in value] if isinstance(value, list) else facts_of(value)
+                for name, value in n.inputs.items()}
+
     def cycles(self):
         """Report every cycle (up to the search's cap) at the input of its first node that closes it."""
         for cycle in _cycles(self.recipe, len(self.problems)):
@@ -305,19 +451,24 @@ class _Validation:
 
 
 def validate(recipe: Recipe, registry: Mapping[str, NodeSpec], limits: Limits | None = None,
-             input_roots=None) -> dict[str, dict[str, Any]]:
+             input_roots=None, facts_folder=None) -> dict[str, dict[str, Any]]:
     """Check a recipe against the node specs; return the checked parameters of every node.
 
     `limits` bounds resource parameters (picture sizes, steps, frames, batches; default: each
     parameter's own range and `LIMITS`). With `input_roots` (the folders a run may read from),
-    input file parameters are also checked to stay inside them.
+    input file parameters are also checked to stay inside them and to name a file there. The
+    nodes' `check` hooks then look at what the architecture alone tells (a layer path the model
+    has not, a channel past a layer's width, a class name it does not know): they keep what they
+    find in `facts_folder` (the catalogue's folder; None: found again every time).
     """
-    check = _Validation(recipe, registry, limits or DEFAULT_LIMITS, input_roots)
+    check = _Validation(recipe, registry, limits or DEFAULT_LIMITS, input_roots, facts_folder)
     for nid, n in recipe.nodes.items():
         check.stop_if_too_many()
         check.node(nid, n)
     check.outputs()
+    check.output_fields()
     check.cycles()
+    check.node_checks()
     if not check.problems:  # the recipe a run embeds in its pictures must be one they can be run again with
         saved = saved_problem(recipe)
         if saved is not None:

@@ -24,6 +24,7 @@ from dreamnodes import Context, InPath, NodeError, Range, node
 from dreamnodes.limits import DEFAULT_LIMITS, Limits
 from dreamnodes.types import Model, Objective
 
+from . import _facts
 from .kernel.network import LOGITS, layer_shapes
 from .weights import WeightsMissing, check_model_size, packaged, read_checkpoint, sha256_of, verify, offline
 
@@ -159,7 +160,7 @@ def load_local(path: Path, arch: str, ctx: Context) -> tuple[torch.nn.Module, st
     return module, weights_id
 
 
-@node("model.load")
+@node("model.load", check=_facts.model_load)
 def load(ctx: Context, arch: str = "mobilenet_v2", weights: str = "IMAGENET1K_V1",
          checkpoint: Optional[InPath] = None) -> Model:
     """Load an ImageNet classifier, frozen and in eval mode.
@@ -228,19 +229,25 @@ def _num_classes(state: dict) -> int | None:
     return int(last[-1].shape[0]) if last else None
 
 
+def build_kwargs(arch: str, num_classes: int | None, weighted: bool) -> dict:
+    """The keywords of torchvision's get_model that build `arch` as model.load runs it."""
+    kwargs: dict = {}
+    if num_classes:
+        kwargs["num_classes"] = num_classes
+    if arch in ("googlenet", "inception_v3"):
+        # torchvision builds these with auxiliary heads unless weights are given; the released
+        # weights expect transform_input=True and no aux heads at inference
+        kwargs.update(aux_logits=False, init_weights=False, transform_input=weighted)
+    return kwargs
+
+
 def _build(arch: str, num_classes: int | None = None, weights_meta=None, limits: Limits = DEFAULT_LIMITS,
            what: str | None = None) -> torch.nn.Module:
     """The torchvision model `arch`, with random weights; measured on the meta device first, so that
     one over the `parameters` limit (a checkpoint declaring a million classes) is never allocated."""
     import torchvision
 
-    kwargs = {}
-    if num_classes:
-        kwargs["num_classes"] = num_classes
-    if arch in ("googlenet", "inception_v3"):
-        # torchvision builds these with auxiliary heads unless weights are given; the released
-        # weights expect transform_input=True and no aux heads at inference
-        kwargs.update(aux_logits=False, init_weights=False, transform_input=weights_meta is not None)
+    kwargs = build_kwargs(arch, num_classes, weights_meta is not None)
     try:
         check_model_size(lambda: torchvision.models.get_model(arch, weights=None, **kwargs), what or arch, limits)
         return torchvision.models.get_model(arch, weights=None, **kwargs)
@@ -289,7 +296,7 @@ def reduce_fn(reduce: str) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda a: a.flatten(1).mean(1)
 
 
-@node("model.layer")
+@node("model.layer", check=_facts.model_layer)
 def layer(model: Model, ctx: Context, path: str = "features.10",
           channel: Optional[Annotated[int, Range(0, None)]] = None,
           x: Optional[Annotated[int, Range(0, None)]] = None,

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from dreamnodes import Context, NodeError, Range, node
 from dreamnodes.types import Image, Model, Objective
 
+from . import _facts
 from .kernel.guide import best_match, guide_features
 from .kernel.masks import Box, coverage
 from .kernel.network import LOGITS, capture, layer_shapes
@@ -38,7 +39,7 @@ from .model import _check_path, class_index_of, layer, reduce_fn
 # channels and neurons (thin wrappers over model.layer, for the palette)
 
 
-@node("objective.channel")
+@node("objective.channel", check=_facts.layer_channel)
 def channel(model: Model, ctx: Context, path: str = "features.12.conv.0",
             channel: Annotated[int, Range(0, None)] = 0,
             reduce: Literal["mean", "l2"] = "mean") -> Objective:
@@ -55,7 +56,7 @@ def channel(model: Model, ctx: Context, path: str = "features.12.conv.0",
     return layer(model, ctx, path=path, channel=channel, reduce=reduce)
 
 
-@node("objective.neuron")
+@node("objective.neuron", check=_facts.layer_channel)
 def neuron(model: Model, ctx: Context, path: str = "features.12.conv.0",
            channel: Annotated[int, Range(0, None)] = 0,
            x: Optional[Annotated[int, Range(0, None)]] = None,
@@ -86,7 +87,7 @@ def neuron(model: Model, ctx: Context, path: str = "features.12.conv.0",
     return layer(model, ctx, path=path, channel=channel, x=x, y=y)
 
 
-@node("objective.channels")
+@node("objective.channels", check=_facts.layer_channels)
 def channels(model: Model, ctx: Context, path: str = "features.12.conv.0",
              channels: Optional[list[int]] = None,
              first: Annotated[int, Range(0, None)] = 0,
@@ -144,7 +145,7 @@ def _class_name(model: Model, k: int) -> str:
     return model.categories[k] if k < len(model.categories) else str(k)
 
 
-@node("objective.class_logit")
+@node("objective.class_logit", check=_facts.class_logit)
 def class_logit(model: Model, ctx: Context, label: Optional[str] = None,
                 class_index: Optional[Annotated[int, Range(0, None)]] = None) -> Objective:
     """Maximise a class: its logit, not its softmax probability.
@@ -260,7 +261,7 @@ def class_logit_maps(model: Model, x: torch.Tensor) -> torch.Tensor:
     return head(capture(model, x, (path,))[path])
 
 
-@node("objective.class_map")
+@node("objective.class_map", check=_facts.class_map)
 def class_map(model: Model, ctx: Context, labels: Optional[list[str]] = None,
               class_indices: Optional[list[int]] = None, regions: Optional[list[str]] = None,
               weights: Optional[list[float]] = None, masks: list[Image] = (),
@@ -347,7 +348,7 @@ def gram(a: torch.Tensor) -> torch.Tensor:
     return f @ f.transpose(1, 2) / f.shape[2]
 
 
-@node("objective.guide")
+@node("objective.guide", check=_facts.layer_path)
 def guide(model: Model, guide: Image, ctx: Context, path: str = "features.10",
           mode: Literal["dot", "gram", "mean"] = "dot") -> Objective:
     """Grow the features of a guide picture instead of the layer's own.
@@ -384,7 +385,7 @@ def guide(model: Model, guide: Image, ctx: Context, path: str = "features.10",
     return Objective(model, (path,), fn, f"guide({path}, {mode})")
 
 
-@node("objective.diversity")
+@node("objective.diversity", check=_facts.layer_path)
 def diversity(model: Model, ctx: Context, path: str = "features.10") -> Objective:
     """Reward pictures of a batch for differing in style from one another.
 
@@ -411,16 +412,25 @@ def diversity(model: Model, ctx: Context, path: str = "features.10") -> Objectiv
     return Objective(model, (path,), fn, f"diversity({path})")
 
 
-@node("objective.sum")
-def sum_(objectives: list[Objective], ctx: Context, weights: Optional[list[float]] = None) -> Objective:
-    """A weighted sum of objectives: maximise several things at once.
+@node("objective.sum", version="2")
+def sum_(objectives: list[Objective], ctx: Context, weights: Optional[list[float]] = None,
+         normalize: bool = True) -> Objective:
+    """A weighted sum of objectives: maximise several things at once, each as much as the others.
 
     Objectives form an algebra (Lucid, Olah et al. 2017): `channel + 0.5 * class`, or with a
-    negative weight, less of something.
+    negative weight, less of something. A plain sum lets the term that is easiest to raise win
+    (two classes: the picture becomes the easier one alone). With `normalize` (the default) the
+    terms are balanced: each is measured as s_i / w_i in units of the terms' mean magnitude, and
+    every step's push is shared out among them by how far each lags behind the others (a soft
+    minimum, temperature BALANCE_TEMPERATURE of that unit), so the terms rise together and the
+    weights say how much of each (weight 2: twice as much of that term at the balance point).
+    Terms in different units (a channel mean, a logit) weigh alike. The score shown is the plain
+    weighted sum.
 
     Args:
         objectives: the objectives to add (all on the same model).
-        weights: one weight per objective (default 1 each).
+        weights: one weight per objective (default 1 each; not 0 when normalized).
+        normalize: balance the terms (false: the plain sum, whose easiest term may take over).
     """
     objs = list(objectives)
     if not objs:
@@ -430,10 +440,44 @@ def sum_(objectives: list[Objective], ctx: Context, weights: Optional[list[float
         raise NodeError(f"give one weight per objective: {len(objs)} objectives but {len(ws)} weights")
     if any(o.model is not objs[0].model for o in objs):
         raise NodeError("objectives on different models cannot be added; wire them all from one model.load")
+    if normalize and len(objs) > 1:
+        if any(w == 0 for w in ws):
+            raise NodeError("a balanced sum needs non-zero weights; leave the term out, or set normalize: false")
+        return balanced_sum(objs, ws)
     total = ws[0] * objs[0] if ws[0] != 1 else objs[0]
     for w, o in zip(ws[1:], objs[1:]):
         total = total + (w * o if w != 1 else o)
     return total
+
+
+#: how far behind (in units of the terms' mean magnitude) a term must lag to take most of a step
+BALANCE_TEMPERATURE = 0.05
+
+
+def balance_shares(scores: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+    """Each term's share of a step [T, N] (mean 1 over the terms) from scores [T, N], weights [T, 1].
+
+    t_i = s_i / w_i, divided by the mean |t_j| of the picture: a softmax over -t / temperature,
+    so the term that lags gets the push, and equal terms equal shares."""
+    t = scores.detach() / ws
+    unit = t.abs().mean(0, keepdim=True).clamp_min(1e-6)
+    return scores.shape[0] * torch.softmax(-t / (unit * BALANCE_TEMPERATURE), dim=0)
+
+
+def balanced_sum(objs: list[Objective], ws: list[float]) -> Objective:
+    """The plain weighted sum in value; in gradient sum_i share_i * sign(w_i) * mean|w| * grad(s_i),
+    per picture (see balance_shares): the size of the plain sum's push, shared out to balance."""
+    mean_w = sum(abs(w) for w in ws) / len(ws)
+
+    def fn(acts):
+        scores = torch.stack([o.fn(acts) for o in objs])  # [T, N]
+        w = torch.tensor(ws, dtype=scores.dtype, device=scores.device)[:, None]
+        push = balance_shares(scores, w) * w.sign() * mean_w
+        return (w * scores.detach()).sum(0) + (push * (scores - scores.detach())).sum(0)
+
+    name = " + ".join(f"{w:g}*{o.name}" for w, o in zip(ws, objs))
+    layers = [p for o in objs for p in o.layers]
+    return Objective(objs[0].model, layers, fn, f"balanced({name})", any(o.positional for o in objs))
 
 
 @node("objective.negate")

@@ -54,11 +54,14 @@ class ImageFunction:
 
     `render()` returns [N, 3, H, W] in [0, 1], differentiable with respect to the parameters.
     `assign(pixels)`, when present, sets the parameters (in place, without gradient) so that
-    `render()` gives `pixels` back.
+    `render()` gives `pixels` back. `penalty()`, when present, is the penalty [N] the
+    parameterization itself applies through its parameters' gradient (a latent's L2 prior), so
+    that progress can show it with the priors'.
     """
 
     render: Callable[[], torch.Tensor]
     assign: Optional[Callable[[torch.Tensor], None]] = None
+    penalty: Optional[Callable[[], torch.Tensor]] = None
 
     def __call__(self) -> torch.Tensor:
         return self.render()
@@ -233,7 +236,7 @@ def latent_image(generator: Generator, batch: int, height: int, width: int, devi
             x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
         return x.clamp(0, 1)
 
-    return [z], ImageFunction(render)
+    return [z], ImageFunction(render, penalty=lambda: l2 * z.detach().pow(2).sum(1))
 
 
 @node("param.latent")

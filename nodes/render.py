@@ -26,7 +26,7 @@ from dreamnodes.types import Frames, Image, Objective, Parameterization, Prior, 
 from .kernel.frames import checkpointed_frames
 from .kernel.guide import dream_target
 from .kernel.memory import deepdream_memory, frames_memory, optimize_memory
-from .kernel.motion import Motion, warp, with_in_betweens
+from .kernel.motion import Motion, flow_warp, optical_flow, warp, with_in_betweens
 from .kernel.steps import DreamSettings, ObjectiveGradient, Pipeline, Progress, Salt, ascend, dream, octave_sizes
 from .kernel.tiles import refuse_positional_tiles
 from .param import fft_image, pixel_image
@@ -87,8 +87,8 @@ def deepdream(image: Image, objective: Objective, ctx: Context,
     refuse_positional_tiles(objective, tile, image.height, image.width, guide)
     gradient = _dream_gradient(ctx, objective, guide, transforms, tile, tile_overlap)
 
-    def progress(done, total, label, x):
-        ctx.progress(done, total, label)
+    def progress(done, total, label, x, work=None):
+        ctx.progress(done, total, label, work)
         if done % preview_every == 0 or done == total:
             ctx.preview(Image(x.detach().to("cpu", torch.float32, copy=True)))
 
@@ -175,8 +175,11 @@ def optimize(objective: Objective, ctx: Context, parameterization: Optional[Para
     gradient = ObjectiveGradient(objective.model, objective.fn, objective.layers, pipeline, gen,
                                  ctx.generator(salt=Salt.TILE_GRID), tile, tile_overlap, tick=ctx.check_cancelled)
     frames: list[torch.Tensor] = []
+    image_fn_penalty = getattr(image_fn, "penalty", None)
 
     def on_step(step, score, penalty):
+        if image_fn_penalty is not None:  # a latent's L2 prior acts through z's gradient, not the priors
+            penalty = penalty + image_fn_penalty().to(penalty.device)
         ctx.progress(step, steps, f"score {score.mean().item():.3g} prior {penalty.mean().item():.3g}")
         preview = step % preview_every == 0 or step == steps
         if step in record or preview:
@@ -251,17 +254,21 @@ def zoom(image: Image, objective: Objective, ctx: Context, transforms: list[Tran
     return Zoomed(Frames(torch.stack(out).contiguous(), fps), Image(dreamed[-1][None].contiguous()))
 
 
-@node("render.video_dream", random=True, memory=frames_memory("render.video_dream"))
+@node("render.video_dream", random=True, version="2", memory=frames_memory("render.video_dream"))
 def video_dream(frames: Frames, objective: Objective, ctx: Context, transforms: list[Transform] = (),
                 guide: Optional[Image] = None,
                 blend: Annotated[float, Range(0.0, 0.95)] = 0.5,
+                motion: Literal["flow", "none"] = "flow",
                 octaves: Octaves = 2, octave_scale: OctaveScale = 1.4, steps: Steps = 5, step_size: StepSize = 1.5,
                 tile: Tile = 0, tile_overlap: TileOverlap = 64,
                 seed: Optional[int] = None) -> Frames:
     """Dream a video frame by frame, each frame started from the new frame blended with the
     previous dreamed one, so the dream stays put instead of flickering (temporal coherence).
 
-    Every dreamed frame is saved as it is finished; an interrupted render resumes.
+    The previous dream is first moved along the optical flow from the new frame back to the
+    one before (Farnebäck's dense flow, OpenCV), as the DeepDream video tools do, so what it
+    carries lands where the picture moved instead of doubling its edges on a pan. Every dreamed
+    frame is saved as it is finished; an interrupted render resumes.
 
     Args:
         frames: the video (video.load).
@@ -270,6 +277,8 @@ def video_dream(frames: Frames, objective: Objective, ctx: Context, transforms: 
         guide: a guide picture for every frame's dream.
         blend: how much of the previous dreamed frame each frame starts from (0: every frame
             dreamed on its own, which flickers; higher: steadier, but slower to follow motion).
+        motion: flow: move the previous dream along the optical flow between the input frames
+            before blending it in; none: blend it where it is (edges double on moving frames).
         seed: fixes the transforms' draws (the same draws for every frame, which steadies the dream).
     """
     p = frames.pixels
@@ -282,9 +291,18 @@ def video_dream(frames: Frames, objective: Objective, ctx: Context, transforms: 
     def make(i, previous, progress):
         x = p[i:i + 1].to(ctx.device)
         if previous is not None and blend > 0:
-            x = (x * (1 - blend) + previous.pixels.to(ctx.device) * blend).clamp_(0, 1)
+            x = (x * (1 - blend) + carried(p, i, previous.pixels, motion).to(ctx.device) * blend).clamp_(0, 1)
         return _dream_frame(x, base, ctx, 0, settings, progress)
 
     per = len(octave_sizes(p.shape[2], p.shape[3], octaves, octave_scale)) * steps
     done = checkpointed_frames(ctx, p.shape[0], per, make)
     return Frames(torch.stack([f.pixels[0] for f in done]).contiguous(), frames.fps)
+
+
+def carried(p: torch.Tensor, i: int, previous: torch.Tensor, motion: str = "flow") -> torch.Tensor:
+    """The previous dreamed frame [1, 3, H, W] as frame i of the video p [T, 3, H, W] sees it: moved
+    along the optical flow from input frame i back to frame i - 1 (motion 'flow'), or as it is."""
+    if motion == "none":
+        return previous
+    moved, _ = flow_warp(previous, optical_flow(p[i], p[i - 1]))
+    return moved

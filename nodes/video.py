@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from dreamnodes import Context, InPath, NodeError, OutPath, Range, node
 from dreamnodes.files import sample_name
 from dreamnodes.limits import Limits
+from dreamnodes.meta import embedded_comment
 from dreamnodes.pictures import Header, check_size, open_picture, picture_format, refuse_size, video_format
 from dreamnodes.types import Frames, Image
 
@@ -55,8 +57,9 @@ def to_uint8(pixels: torch.Tensor, scale: int) -> np.ndarray:
     return x.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def encode_animation(arr: np.ndarray, fmt: str, fps: float, loop: bool, quality: int) -> bytes:
-    """[T, H, W, 3] uint8 -> the bytes of an animated GIF or WebP."""
+def encode_animation(arr: np.ndarray, fmt: str, fps: float, loop: bool, quality: int, comment: str = "") -> bytes:
+    """[T, H, W, 3] uint8 -> the bytes of an animated GIF or WebP; a GIF carries `comment` (the
+    recipe, meta.embedded_comment) in a comment extension."""
     from PIL import Image as PILImage
 
     ims = [PILImage.fromarray(a) for a in arr]
@@ -66,6 +69,8 @@ def encode_animation(arr: np.ndarray, fmt: str, fps: float, loop: bool, quality:
         kwargs["loop"] = 0  # forever
     if fmt == "gif":
         # one adaptive palette per frame; disposal 1 keeps each frame whole
+        if comment:
+            kwargs["comment"] = comment.encode("utf-8")
         ims[0].save(buf, format="GIF", optimize=False, disposal=1, **kwargs)
     else:
         ims[0].save(buf, format="WEBP", quality=quality, method=4, **kwargs)
@@ -82,9 +87,14 @@ def ffmpeg_exe() -> str | None:
         return None
 
 
-def encode_mp4(arr: np.ndarray, fps: float, quality: int, path: Path) -> None:
+#: the longest comment ffmpeg is given on its command line (Linux takes at most 128 KiB in one argument)
+MAX_MP4_COMMENT = 120_000
+
+
+def encode_mp4(arr: np.ndarray, fps: float, quality: int, path: Path, comment: str = "") -> None:
     """[T, H, W, 3] uint8 -> an H.264 MP4 (yuv420p, so every player shows it) written by ffmpeg to
-    `path`, whatever its name ends in (a temporary file of `ctx.writing`, in the staging folder)."""
+    `path`, whatever its name ends in (a temporary file of `ctx.writing`, in the staging folder);
+    `comment` (the recipe, meta.embedded_comment) goes into its metadata (moov/udta/meta/ilst/©cmt)."""
     if ffmpeg_exe() is None:
         raise NodeError("saving MP4 needs the ffmpeg of the package imageio-ffmpeg: "
                         "pip install 'dreamnodes[video]' (or save a .gif)")
@@ -96,7 +106,8 @@ def encode_mp4(arr: np.ndarray, fps: float, quality: int, path: Path) -> None:
         h, w = arr.shape[1:3]
     writer = imageio_ffmpeg.write_frames(
         str(path), (w, h), fps=fps, codec="libx264", pix_fmt_out="yuv420p", macro_block_size=1,
-        quality=quality / 10, ffmpeg_log_level="error", output_params=["-movflags", "+faststart", "-f", "mp4"])
+        quality=quality / 10, ffmpeg_log_level="error",
+        output_params=[*(["-metadata", f"comment={comment}"] if comment else []), "-movflags", "+faststart", "-f", "mp4"])
     writer.send(None)  # start ffmpeg
     try:
         for frame in arr:
@@ -114,7 +125,8 @@ def save(frames: Frames, ctx: Context, path: OutPath = "walk.gif",
     """Save frames as an animation: GIF, WebP or MP4, chosen by the file name.
 
     GIFs and WebPs are made with Pillow; MP4 (H.264) with the ffmpeg binary of imageio-ffmpeg.
-    Generator pictures are small (64 px): `scale` enlarges them smoothly.
+    GIFs and MP4s carry the recipe and provenance in their comment, as PNGs do: `dreamnodes show`
+    prints them and `dreamnodes run` makes the file again. Generator pictures are small (64 px): `scale` enlarges them smoothly.
 
     Args:
         frames: the frames (video.frames, render.optimize's frames output).
@@ -138,11 +150,16 @@ def save(frames: Frames, ctx: Context, path: OutPath = "walk.gif",
         p = torch.cat([p, p[-1:].expand(hold, -1, -1, -1)])
     rate = fps or frames.fps
     arr = to_uint8(p, scale)
+    comment = embedded_comment(ctx.recipe_text, ctx.provenance) if ctx.recipe_text and fmt != "webp" else ""
     if fmt == "mp4":
+        if len(comment.encode("utf-8")) > MAX_MP4_COMMENT:
+            warnings.warn(f"{path}: the recipe is too large to embed in an MP4 ({len(comment):,} characters, at most "
+                          f"{MAX_MP4_COMMENT:,}); the video is saved without it (a .gif carries any size)")
+            comment = ""
         with ctx.writing(path) as tmp:  # ffmpeg writes the file itself: in the output (staging) folder
-            encode_mp4(arr, rate, quality, tmp)
+            encode_mp4(arr, rate, quality, tmp, comment)
     else:
-        ctx.write_file(path, encode_animation(arr, fmt, rate, loop, quality))
+        ctx.write_file(path, encode_animation(arr, fmt, rate, loop, quality, comment))
 
 
 def _pan(photo: torch.Tensor, count: int, zoom: float = 1.25) -> torch.Tensor:

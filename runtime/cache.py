@@ -41,10 +41,9 @@ import warnings
 from collections import OrderedDict
 from pathlib import Path
 
-import torch
-
 from dreamnodes.errors import UsageError
 from dreamnodes.files import InputFileError, atomic_write, read_bounded
+from dreamnodes.lazy import torch
 from dreamnodes.types import SOCKET_TYPES, Socket
 
 MAGIC = b"DNC2"  # DNC1 entries (no key inside) are misses

@@ -2,10 +2,10 @@
 
     dreamnodes run [RECIPE.yaml | PICTURE.png] [--set node.param=value ...]
                    [--out DIR] [--device D] [--seed N] [--only NODE] [--no-cache]
-                   [--allow-read DIR] [--limit KIND=N] [--trust]
+                   [--allow-read DIR] [--limit KIND=N] [--trust] [--overwrite]
     dreamnodes validate RECIPE [--allow-read DIR] [--limit KIND=N]
     dreamnodes nodes [TYPE]
-    dreamnodes show PICTURE.png
+    dreamnodes show PICTURE.png | CLIP.gif | CLIP.mp4
     dreamnodes samples
 
 Exit codes: 0 success; 2 invalid recipe, arguments or DREAMNODES_* setting (a
@@ -33,9 +33,8 @@ from pathlib import Path
 from dreamnodes import events as ev
 from dreamnodes.errors import DreamError, Interrupted, Problem, RecipeError, UsageError, printable, shorten
 from dreamnodes.graphs.recipe import Recipe
-from dreamnodes.graphs.sources import open_recipe
-from dreamnodes.graphs.yamlio import read_yaml
-from dreamnodes.meta import PROVENANCE_KEY, RECIPE_KEY, read_png_text
+from dreamnodes.graphs.sources import open_recipe, parse_set
+from dreamnodes.meta import PROVENANCE_KEY, RECIPE_KEY, read_embedded_text
 from dreamnodes.limits import LIMITS, Limits
 from dreamnodes.settings import check_settings
 
@@ -89,61 +88,147 @@ def _input_roots(args, recipe: Recipe) -> tuple[Path, ...]:
     return roots
 
 
-def apply_sets(recipe: Recipe, sets: list[str]) -> None:
-    problems = []
+def apply_sets(recipe: Recipe, sets: list[str], specs: dict | None = None) -> tuple[Path, ...]:
+    """Apply `--set node.param=value` overrides; return the input files they name, which the run may
+    read (see `typed_path`). `specs`: the node specs by type (default: `node_specs()`)."""
+    problems, files = [], []
     for item in sets:
-        target, eq, raw = item.partition("=")
-        nid, dot, param = target.partition(".")
-        if not eq or not dot or not nid or not param:
-            problems.append(Problem(f"--set {item!r} must look like node.param=value"))
+        got = parse_set(item, recipe)  # the core, shared with run_recipe(set=...)
+        if isinstance(got, Problem):
+            problems.append(got)
             continue
-        try:
-            value, _, _ = read_yaml(raw, "--set")
-        except RecipeError:
-            value = raw
-        if nid not in recipe.nodes:
-            problems.append(Problem(f"--set names node '{nid}', which is not in the recipe "
-                                    f"(nodes: {', '.join(recipe.nodes)})"))
-            continue
+        nid, param, value = got
+        spec = (node_specs() if specs is None else specs).get(recipe.nodes[nid].type)
+        p = spec.param(param) if spec is not None else None
+        if p is not None and p.kind == "path" and isinstance(value, str) and value.strip():
+            value = typed_path(value)
+            files.append(Path(value).resolve())
         recipe.nodes[nid].params[param] = value
     if problems:
         raise RecipeError(problems)
+    return tuple(files)
+
+
+def typed_path(value: str) -> str:
+    """An input file typed on the command line (`--set photo.source=~/rocket.jpg`) is the user's: `~`
+    expanded, resolved against the current folder (not the recipe's), absolute; `sample:NAME` as it
+    is. The run may read that file (it is added to the input roots: that file, not its folder)."""
+    from dreamnodes.files import sample_name
+
+    if sample_name(value) is not None or "\x00" in value:
+        return value
+    return os.path.abspath(os.path.expanduser(value))
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 class ProgressPrinter:
-    """Turns run events into progress bars and one line per node on stderr."""
+    """Turns run events into progress on stderr: which node runs (from its start), its share of the
+    work (by work, not steps, where the node says: octaves of growing area), an ETA once it means
+    something, and the whole run's nodes done. On a terminal, a bar per running node; anywhere else
+    (a pipe, a log file) plain lines only: a node's start and end, and its progress every 10% or
+    5 seconds, never a carriage return or an escape code."""
 
-    def __init__(self, quiet: bool = False):
-        from tqdm import tqdm
+    PLAIN_EVERY = 5.0  # seconds between plain progress lines (at most)
+    #: a node's start line waits this long (or for its first progress), so that nodes done in an
+    #: instant (a cache hit, a failure at once) print one line, not two
+    ANNOUNCE_AFTER = 0.5
 
-        self.tqdm = tqdm
+    def __init__(self, quiet: bool = False, stream=None, tty: bool | None = None,
+                 announce_after: float | None = None):
+        self.stream = stream or sys.stderr
         self.quiet = quiet
+        self.tty = _isatty(self.stream) if tty is None else tty
+        self.run = ev.RunProgress()
         self.bars: dict[str, object] = {}
+        self._said = (0.0, 0.0)  # (time, fraction) of the last plain progress line
+        self._after = self.ANNOUNCE_AFTER if announce_after is None else announce_after
+        self._lock = threading.RLock()  # the announcing timer prints from its own thread
+        self._pending: tuple[str, object] | None = None  # (start line, its timer) not printed yet
 
     def __call__(self, e: ev.Event) -> None:
-        if self.quiet:
+        self.run(e)
+        if self.quiet or isinstance(e, ev.NodeQueued):
             return
-        if isinstance(e, ev.Progress):
-            bar = self.bars.get(e.node)
-            if bar is None:
-                bar = self.bars[e.node] = self.tqdm(total=e.total, desc=printable(e.node, line=True), leave=False,
-                                                    file=sys.stderr, dynamic_ncols=True)
-            if bar.total != e.total:
-                bar.total = e.total
-            bar.n = e.step
-            if e.label:
-                bar.set_postfix_str(printable(e.label, line=True), refresh=False)
+        (self._terminal if self.tty else self._plain)(e)
+
+    def _where(self, node: str) -> str:
+        return printable(f"[{self.run.position}/{len(self.run.queued)}] {node}", line=True)
+
+    def _status(self) -> str:
+        """'40% octave 3/4 score 1.2, 12s left; run 55%'."""
+        eta = self.run.eta()
+        label = f" {printable(self.run.label, line=True)}" if self.run.label else ""
+        left = f", {_duration(eta)} left" if eta is not None else ""
+        return f"{self.run.fraction:4.0%}{label}{left}; run {self.run.run_fraction():.0%}"
+
+    def _finished(self, e: ev.NodeFinished) -> str:
+        return f"  {printable(e.node, line=True)}: " + ("cached" if e.cached else f"{e.seconds:.2f}s")
+
+    def _plain(self, e: ev.Event) -> None:
+        import time
+
+        if isinstance(e, ev.NodeStarted):
+            self._said = (time.monotonic(), 0.0)
+            timer = threading.Timer(self._after, self._announce)
+            timer.daemon = True
+            self._pending = (f"{self._where(e.node)} ({printable(e.type_name, line=True)}): started", timer)
+            timer.start()
+        elif isinstance(e, ev.Progress):
+            self._announce()
+            now, (then, said) = time.monotonic(), self._said
+            f = self.run.fraction
+            if f < 1.0 and (int(f * 10) > int(said * 10) or now - then >= self.PLAIN_EVERY):
+                self._said = (now, f)
+                self._line(f"{self._where(e.node)}: {self._status()}")
+        elif isinstance(e, (ev.NodeFinished, ev.NodeFailed)):
+            self._announce(cancel=True)
+            if isinstance(e, ev.NodeFinished):
+                self._line(self._finished(e))
+
+    def _announce(self, cancel: bool = False) -> None:
+        """Print the running node's start line if it is still waiting (drop it with `cancel`)."""
+        with self._lock:  # held while printing: a start line never comes after its node's end
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                pending[1].cancel()
+                if not cancel:
+                    self._line(pending[0])
+
+    def _line(self, text: str) -> None:
+        with self._lock:
+            print(text, file=self.stream, flush=True)
+
+    def _terminal(self, e: ev.Event) -> None:
+        if isinstance(e, ev.NodeStarted):
+            from tqdm import tqdm
+
+            self.bars[e.node] = tqdm(total=1000, desc=self._where(e.node), leave=False, file=self.stream,
+                                     dynamic_ncols=True, bar_format="{desc} {bar:20}{postfix}",
+                                     postfix=f"running ({printable(e.type_name, line=True)})")
+        elif isinstance(e, ev.Progress) and e.node in self.bars:
+            bar = self.bars[e.node]
+            bar.n = round(self.run.fraction * 1000)
+            bar.set_postfix_str(self._status(), refresh=False)
             bar.refresh()
-        elif isinstance(e, ev.NodeFinished):
+        elif isinstance(e, (ev.NodeFinished, ev.NodeFailed)):
             bar = self.bars.pop(e.node, None)
             if bar is not None:
                 bar.close()
-            how = "cached" if e.cached else f"{e.seconds:.2f}s"
-            self.tqdm.write(printable(f"  {e.node}: {how}", line=True), file=sys.stderr)
-        elif isinstance(e, ev.NodeFailed):
-            bar = self.bars.pop(e.node, None)
-            if bar is not None:
-                bar.close()
+            if isinstance(e, ev.NodeFinished):
+                from tqdm import tqdm
+
+                tqdm.write(self._finished(e), file=self.stream)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no such method, or closed
+        return False
 
 
 def check_out_folder(out: str) -> Path:
@@ -185,14 +270,15 @@ def cmd_run(args) -> int:
     check_device_name(args.device)
     check_out_folder(args.out)
     recipe = open_recipe(args.recipe)
-    apply_sets(recipe, args.set or [])
+    typed_files = apply_sets(recipe, args.set or [])
     limits = parse_limits(args.limit)
     _input_roots(args, recipe)
     if args.seed is not None and args.seed < 0:
         raise UsageError(f"--seed must be a whole number >= 0, got {args.seed}")
     runner = Runner(use_cache=not args.no_cache, device=args.device, out_dir=args.out,
-                    input_roots=args.allow_read or (), listeners=[ProgressPrinter(args.quiet)],
-                    trust=args.trust, limits=limits)
+                    input_roots=tuple(args.allow_read or ()) + typed_files, listeners=[ProgressPrinter(args.quiet)],
+                    trust=args.trust, limits=limits, overwrite=args.overwrite, deterministic=args.deterministic)
+    original = _rerun_check(args, recipe, runner)
     try:
         result = runner.run(recipe, only=args.only, seed=args.seed)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP
@@ -209,27 +295,77 @@ def cmd_run(args) -> int:
         echo(str(p), line=True)
     if not args.quiet:
         echo(f"ran {len(result.ran)} node(s), {len(result.cached)} from cache", err=True)
+    _rerun_report(args, recipe, result, original)
     return 0
+
+
+def _rerun_check(args, recipe: Recipe, runner) -> tuple | None:
+    """Before re-running a PNG: the input files it records must be there and the same (a UsageError
+    says what to pass; --accept-changed-inputs goes on with changed ones, with a warning). Returns
+    (its provenance, its bytes if the run may replace it) for `_rerun_report`; None for a YAML recipe."""
+    if not args.recipe or Path(args.recipe).suffix.lower() != ".png":
+        return None
+    from dreamnodes.runtime.provenance import check_inputs, keep_original, read_provenance
+
+    _, made = read_provenance(Path(args.recipe))
+    for note in check_inputs(recipe, made, runner._roots(recipe), args.accept_changed_inputs):
+        echo(note, err=True)
+    return made, keep_original(args.recipe, Path(args.out))
+
+
+def _rerun_report(args, recipe: Recipe, result, original: tuple | None) -> None:
+    """After re-running a PNG: one line per picture written, how close it came to the original."""
+    if original is None:
+        return
+    from dreamnodes.runtime.provenance import compare_outputs
+
+    made, kept = original
+    for line in compare_outputs(args.recipe, recipe, result.written, Path(args.out), result.provenance, made, kept):
+        echo(line, err=True)
 
 
 def cmd_validate(args) -> int:
     from dreamnodes.graphs.validate import validate
-    from dreamnodes.registry import load_all
+    from dreamnodes.runtime.cache import default_cache_dir
 
     recipe = open_recipe(args.recipe)
     limits = parse_limits(args.limit)
-    validate(recipe, load_all(), limits, _input_roots(args, recipe))
+    validate(recipe, node_specs(), limits, _input_roots(args, recipe),
+             facts_folder=default_cache_dir() / "catalog")  # a model's layers and classes, kept
     echo(f"{args.recipe}: ok ({len(recipe.nodes)} nodes)")
     return 0
 
 
+def node_specs() -> dict:
+    """Every node spec: from the catalogue on disk when it is current (no torch imported), else
+    from the registry (which then writes the catalogue for next time)."""
+    from dreamnodes import catalog
+    from dreamnodes.runtime.cache import default_cache_dir
+
+    return catalog.specs(default_cache_dir() / "catalog")
+
+
+def _spec_lookup():
+    """(get(type name), families()) over `node_specs()`, as the registry's own functions are."""
+    specs = node_specs()
+
+    def families() -> dict[str, list]:
+        out: dict[str, list] = {}
+        for name in sorted(specs):
+            out.setdefault(name.split(".")[0], []).append(specs[name])
+        return out
+
+    return specs.get, families
+
+
 def cmd_nodes(args) -> int:
-    from dreamnodes.registry import families, get
+    get, families = _spec_lookup()
 
     if args.type:
         spec = get(args.type)
         if spec is None:
-            raise UsageError(f"unknown node type '{args.type}'; 'dreamnodes nodes' lists them")
+            raise UsageError(f"unknown node type '{args.type}'{_did_you_mean(args.type, families())}; "
+                             "'dreamnodes nodes' lists them")
         echo(f"{spec.type_name}  (version {spec.version}{', random' if spec.random else ''}"
              f"{', writes files' if spec.writes else ''}; defined in {spec.module})\n")
         echo(spec.doc + "\n")
@@ -247,16 +383,39 @@ def cmd_nodes(args) -> int:
             for o in spec.outputs:
                 echo(f"  {o.name}: {o.type.socket_name()}")
         return 0
+    import shutil
+    import textwrap
+
+    width = max(shutil.get_terminal_size((100, 24)).columns, 60)
     for fam, specs in families().items():
         echo(f"{fam}:")
-        for s in specs:
-            echo(f"  {s.type_name:<24} {s.summary}")
+        for s in specs:  # the first sentence whole, wrapped under itself
+            echo(textwrap.fill(s.summary, width - 1, initial_indent=f"  {s.type_name:<24} ",
+                               subsequent_indent=" " * 27, break_on_hyphens=False))
     return 0
+
+
+def _did_you_mean(name: str, families: dict) -> str:
+    """', did you mean render.deepdream?': the types whose operation (the part after the family) or
+    whole name is, or is close to, what was typed."""
+    import difflib
+
+    names = [s.type_name for specs in families.values() for s in specs]
+    want = name.strip().lower()
+    ops = {}
+    for n in names:
+        ops.setdefault(n.split(".", 1)[1], []).append(n)
+    hits = [n for n in names if want in (n, n.split(".", 1)[1]) or n.split(".", 1)[1].endswith("_" + want)]
+    if not hits:
+        hits = [n for op in difflib.get_close_matches(want, list(ops), n=3, cutoff=0.75) for n in ops[op]]
+    if not hits:
+        hits = difflib.get_close_matches(want, names, n=2, cutoff=0.8)
+    return f" (did you mean {' or '.join(dict.fromkeys(hits))}?)" if hits else ""
 
 
 def cmd_show(args) -> int:
     try:
-        text = read_png_text(args.image)
+        text = read_embedded_text(args.image)
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
     if RECIPE_KEY not in text:
@@ -301,30 +460,102 @@ def _model_for(target: str, device: str | None):
     return model
 
 
-def cmd_layers(args) -> int:
-    from dreamnodes.nodes.model import layer_shapes
+#: `layers` without --all leaves out the leaf modules deeper than this many levels (the
+#: convolutions, norms and activations inside blocks, such as features.13.conv.0.1)
+LAYER_DEPTH = 2
 
+
+def cmd_layers(args) -> int:
+    from dreamnodes.runtime.device import check_device_name
+
+    check_device_name(args.device)
     lo, hi = LAYER_SIZES
     if not lo <= args.size <= hi:  # before the model loads: a forward pass at --size 100000 would not fit
         raise UsageError(f"--size must be a whole number of pixels from {lo} to {hi}, got {args.size}")
-    model = _model_for(args.model, args.device)
-    rows = layer_shapes(model, args.size)
-    leaves = {p for p, m in model.module.named_modules() if p and not any(True for _ in m.children())}
-    echo(f"{model.arch} ({model.weights_id}), input {args.size}x{args.size}:")
-    for path, kind, shape in rows:
-        if args.all or path not in leaves or path == "logits":
-            echo(f"  {path:<28} {kind:<20} {'x'.join(map(str, shape[1:]))}", line=True)
+    arch = _layers_arch(args.model)
+    if arch is None:  # a recipe's model from a checkpoint file: its layers are known once it is loaded
+        title, rows = _loaded_layers(args)
+    else:
+        title, rows = _architecture_layers(arch, args.size)
+    echo(f"{title}, input {args.size}x{args.size}:")
+    hidden = [path for path, _, _, leaf in rows if leaf and path.count(".") >= LAYER_DEPTH]
+    for path, kind, shape, _ in rows:
+        if args.all or path not in hidden:
+            echo(f"  {path:<28} {kind:<20} {'x'.join(map(str, shape or ())) or '?'}", line=True)
+    if hidden and not args.all:
+        echo(f"({len(hidden)} paths deeper inside blocks, such as {hidden[-1]}, are not listed: "
+             f"'dreamnodes layers {args.model} --all' lists every path)", line=True)
     return 0
 
 
-def cmd_classes(args) -> int:
+def _layers_arch(target: str) -> str | None:
+    """The architecture `layers` lists: the name given, or RECIPE.yaml:NODE's model.load arch;
+    None for a model.load from a checkpoint (or another node that makes a model)."""
+    if not (":" in target and Path(target.rsplit(":", 1)[0]).exists()):
+        return target
+    path, nid = target.rsplit(":", 1)
+    recipe = open_recipe(path)
+    node = recipe.nodes.get(nid)
+    if node is None:
+        raise UsageError(f"{path} has no node '{nid}' (nodes: {', '.join(recipe.nodes)})")
+    if node.type != "model.load" or node.params.get("checkpoint"):
+        return None
+    arch = node.params.get("arch", "mobilenet_v2")
+    if not isinstance(arch, str):
+        raise UsageError(f"node '{nid}' of {path} has an arch that is not a name: {arch!r}")
+    return arch
+
+
+def _architecture_layers(arch: str, size: int) -> tuple[str, list]:
+    """(title, [(path, module type, shape, leaf)]) of a torchvision architecture, found from the
+    architecture alone on the meta device (no weights read, none downloaded; kept in the catalogue)."""
+    from dreamnodes.nodes import _facts
+    from dreamnodes.runtime.cache import default_cache_dir
+
+    try:
+        facts = _facts.model_facts(arch, "none", default_cache_dir() / "catalog", size)
+    except _facts.UnknownModel as exc:
+        raise UsageError(exc.args[1]) from None
+    if facts["layers"][-1][2] is None:
+        raise UsageError(f"{arch} cannot run on a {size}x{size} picture; give a larger --size")
+    return f"{arch} (the architecture alone: no weights needed)", facts["layers"]
+
+
+def _loaded_layers(args) -> tuple[str, list]:
+    """(title, rows) of a recipe's model, loaded by running the recipe up to its node."""
+    from dreamnodes.nodes.model import layer_shapes
+
     model = _model_for(args.model, args.device)
+    leaves = {p for p, m in model.module.named_modules() if p and not any(True for _ in m.children())}
+    return (f"{model.arch} ({model.weights_id})",
+            [(path, kind, shape[1:], path in leaves) for path, kind, shape in layer_shapes(model, args.size)])
+
+
+def _class_names(target: str, device: str | None) -> tuple[str, list[str]]:
+    """(what to call the model, its class names). An architecture's names come from its weights'
+    metadata, kept in the catalogue after the first time, so no model is built or loaded; a
+    RECIPE.yaml:NODE target runs the recipe up to that node."""
+    if ":" in target and Path(target.rsplit(":", 1)[0]).exists():
+        model = _model_for(target, device)
+        return model.arch, list(model.categories)
+    from dreamnodes.nodes._facts import UnknownModel, model_facts
+    from dreamnodes.runtime.cache import default_cache_dir
+
+    try:  # the names model.load gives the model by default (its weights' metadata)
+        facts = model_facts(target, "IMAGENET1K_V1", default_cache_dir() / "catalog")
+    except UnknownModel as exc:  # not an architecture, or one without those weights
+        raise UsageError(f"--model {target}: {exc.args[1]}") from None
+    return target, list(facts.get("categories") or ())
+
+
+def cmd_classes(args) -> int:
+    arch, names = _class_names(args.model, args.device)
     words = [w.lower() for w in args.words]
-    hits = [(i, c) for i, c in enumerate(model.categories) if all(w in c.lower() for w in words)]
+    hits = [(i, c) for i, c in enumerate(names) if all(w in c.lower() for w in words)]
     for i, c in hits:
         echo(f"{i:5d}  {c}", line=True)
     if not hits:
-        echo(f"no class of {model.arch} matches {' '.join(args.words)!r}", err=True)
+        echo(f"no class of {arch} matches {' '.join(args.words)!r}", err=True)
         return 1
     return 0
 
@@ -348,12 +579,21 @@ def _add_run(sub) -> None:
     r.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     r.add_argument("--only", action="append", metavar="NODE", help="run just this node and what it needs")
     r.add_argument("--no-cache", action="store_true", help="recompute everything (also DREAMNODES_NO_CACHE=1)")
+    r.add_argument("--deterministic", action="store_true",
+                   help="bit-identical pixels across thread counts and machines where torch allows (one thread, "
+                        "deterministic algorithms; slower: see the README's Reproducible pictures)")
+    r.add_argument("--accept-changed-inputs", action="store_true",
+                   help="re-run a PNG even when an input file is not the one it was made from (a different picture)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace files earlier runs wrote (without it, a run that would replace one refuses "
+                        "before it starts; or put {n}, {seed} or {node.param} in an output path)")
     _add_read_and_limits(r, "set a resource limit (a refused recipe's message names the one to raise): "
                             + ", ".join(f"{k.name} ({k.unit})" for k in LIMITS.values()))
     r.add_argument("--trust", action="store_true",
                    help="load model files in formats that can run code (TorchScript, full pickles); "
                         "only for files from a source you trust")
-    r.add_argument("-q", "--quiet", action="store_true")
+    r.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the files written (and errors, warnings): no progress, no summary")
     r.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     r.set_defaults(fn=cmd_run)
 
@@ -378,7 +618,7 @@ def _add_nodes(sub) -> None:
 
 
 def _add_show(sub) -> None:
-    s = sub.add_parser("show", help="print the recipe embedded in a PNG")
+    s = sub.add_parser("show", help="print the recipe embedded in a PNG, GIF or MP4 dreamnodes made")
     s.add_argument("image")
     s.add_argument("--recipe-only", action="store_true")
     s.set_defaults(fn=cmd_show)
@@ -393,7 +633,9 @@ def _add_layers(sub) -> None:
     ly = sub.add_parser("layers", help="list a model's layer paths with their output shapes")
     ly.add_argument("model", help="an architecture (mobilenet_v2, googlenet, ...) or RECIPE.yaml:MODEL_NODE")
     ly.add_argument("--size", type=int, default=224, help="input size in pixels (default 224)")
-    ly.add_argument("--all", action="store_true", help="also list the leaf modules inside blocks")
+    ly.add_argument("--all", action="store_true",
+                    help=f"list every path, also the layers more than {LAYER_DEPTH} levels deep inside blocks "
+                         "(the convolutions, norms and activations of a block, such as features.13.conv.0.1)")
     ly.add_argument("--device", default=None)
     ly.set_defaults(fn=cmd_layers)
 
@@ -468,6 +710,15 @@ def _check_settings() -> None:
     check_settings({"DREAMNODES_CACHE_MAX_MB": _env_max_bytes})
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit cannot fail again on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def _internal_error(exc: Exception, debug: bool) -> int:
     """The last resort: an exception that is no DreamError is a bug; one line, never a traceback
     (unless --debug)."""
@@ -497,6 +748,9 @@ def main(argv: list[str] | None = None, *, errors: list | None = None) -> int:
                 traceback.print_exc()
             echo(f"error: {exc}", err=True)
             return exc.exit_code
+        except BrokenPipeError:  # the reader went away (`dreamnodes nodes | head`): nothing left to say
+            _quiet_stdout()
+            return 0
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP outside a run
             how, code = _cancelled(exc)
             echo(how, err=True)
@@ -505,5 +759,21 @@ def main(argv: list[str] | None = None, *, errors: list | None = None) -> int:
             return _internal_error(exc, debug)
 
 
+def entry() -> None:
+    """The `dreamnodes` script: `main()`, then the exit handlers, then leave at once. Tearing down
+    an interpreter that imported torch takes a second or more after the last line is printed
+    (freeing modules one by one, the libraries' own destructors); a finished command has nothing
+    left to free, so it skips that (outputs are already in place, streams are flushed here)."""
+    code = main()
+    try:
+        import atexit
+
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -89,3 +89,37 @@ def keep_cpu_memory() -> bool:
             except (OSError, AttributeError):
                 _tuned = False
     return _tuned
+
+
+def deterministic_mode(on: bool):
+    """Put torch in deterministic mode (`--deterministic`) for one run; returns the function that puts
+    back what was there before (nothing to do when `on` is False).
+
+    Deterministic mode is: one thread (a sum split over N threads adds in another order, so thread
+    counts change the last bits, and DeepDream's feedback amplifies them into visible differences);
+    torch's deterministic algorithms (an error, not a silently different picture, from an operation
+    that has none); on CUDA, cuDNN's deterministic algorithms without autotuning. oneDNN stays on:
+    turning it off (ATen's reference convolutions) made the default dream 6-8x slower and no
+    more reproducible in bench/deterministic.py (one thread gives the same bits with oneDNN capped
+    at AVX2 as at AVX-512, with it on or off; both differ without SIMD). What is and is not
+    reproducible is in the README (Reproducible pictures).
+    """
+    if not on:
+        return lambda: None
+    import os
+
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+
+    def restore() -> None:
+        threads, det, warn_only, cudnn_det, bench = before
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det, warn_only=warn_only)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_det, bench
+
+    return restore

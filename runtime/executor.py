@@ -47,7 +47,8 @@ from dreamnodes.graphs.validate import resolve_output, to_digraph, validate
 
 from .cache import Cache, default_cache_dir, disk_cache_disabled_by_env, sweep_stale_staging
 from .checkpoints import NodeCheckpoints
-from .device import choose_device, keep_cpu_memory
+from .device import choose_device, deterministic_mode, keep_cpu_memory
+from .outputs import OutputsExist, existing_outputs, output_names, signature
 
 STAGING_PREFIX = ".dreamnodes-staging-"
 
@@ -97,6 +98,23 @@ def input_files(spec: NodeSpec, params: dict[str, Any], roots) -> tuple[dict[str
     return resolved, ids
 
 
+def work_estimate(spec: NodeSpec, params: dict[str, Any]) -> float:
+    """A node's work relative to the run's other nodes, known before it runs, for the whole run's
+    progress: the render loops (the nodes that declare a memory estimate) in full-size steps, an
+    octave of 1/s the side counting 1/s^2 of a step, times the frames a zoom makes; every other
+    node counts as light (0). Picture sizes come from inputs, so they are not in it."""
+    if spec.memory is None:
+        return 0.0
+    steps = params.get("steps")
+    if not isinstance(steps, int) or steps < 1:
+        return 1.0
+    octaves, scale = params.get("octaves"), params.get("octave_scale")
+    if isinstance(octaves, int) and isinstance(scale, (int, float)) and scale >= 1:
+        steps = steps * sum(scale ** (-2 * k) for k in range(min(octaves, 64)))
+    frames = params.get("frames")
+    return float(steps * (frames if isinstance(frames, int) and frames > 0 else 1))
+
+
 @dataclass
 class RunResult:
     """What a run did: outputs by node, which nodes ran or came from cache, files written."""
@@ -107,6 +125,8 @@ class RunResult:
     written: list[Path] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: what the run's pictures record about how they were made (versions, threads, CPU, inputs...)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def output(self, node: str, name: str | None = None) -> Any:
         outs = self.outputs[node]
@@ -125,6 +145,7 @@ class _RunState:
     roots: tuple[Path, ...]  # the folders input files may come from
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # by node: the files its key covers
     staging: Path | None = None  # made for the first node that writes files
+    outnames: dict[str, dict[str, str]] = field(default_factory=dict)  # by node: output paths, placeholders filled
 
 
 class Runner:
@@ -133,7 +154,7 @@ class Runner:
     def __init__(self, *, cache: Cache | None = None, use_cache: bool = True, device: str | None = None,
                  out_dir: str | Path = "out", input_roots: Iterable[str | Path] = (),
                  listeners: Iterable[Callable[[ev.Event], None]] = (), trust: bool = False,
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, overwrite: bool = False, deterministic: bool = False):
         if cache is None:
             disk = use_cache and not disk_cache_disabled_by_env()
             cache = Cache(default_cache_dir(), disk=disk)
@@ -150,6 +171,9 @@ class Runner:
         self.cancel_event = threading.Event()
         self.registry = load_all()
         self.committed: list[Path] = []  # the files the last run moved into the output folder
+        self.overwrite = overwrite  # files earlier runs wrote may be replaced (else the run refuses)
+        self.deterministic = deterministic  # bit-identical pixels where torch allows (runtime/device.py)
+        self.own: dict[Path, tuple] = {}  # the files this runner wrote: {resolved path: signature}
 
     def cancel(self) -> None:
         """Stop the current run at the next step boundary."""
@@ -162,7 +186,8 @@ class Runner:
     # ------------------------------------------------------------------
     def plan(self, recipe: Recipe, only: Iterable[str] | None = None) -> tuple[dict, list[str]]:
         """Validate and return (checked params, the nodes to run in order)."""
-        params = validate(recipe, self.registry, self.limits, self._roots(recipe))
+        params = validate(recipe, self.registry, self.limits, self._roots(recipe),
+                          facts_folder=default_cache_dir() / "catalog")  # what the model checks found
         g = to_digraph(recipe)
         if only:
             targets = list(only)
@@ -187,9 +212,12 @@ class Runner:
         params, order = self.plan(recipe, only)
         state = _RunState(recipe, params, RunResult(), _Lazy(lambda: dump_recipe(recipe)),
                           self._provenance(recipe), self._roots(recipe))
+        state.outnames = self._output_names(recipe, params, order)
         for nid in order:
-            self.emit(ev.NodeQueued(nid))
+            self.emit(ev.NodeQueued(nid, work_estimate(self.registry[recipe.nodes[nid].type], params[nid])))
+        restore = deterministic_mode(self.deterministic)
         try:
+            self._record_environment(state, order)
             for nid in order:
                 if self.cancel_event.is_set():
                     raise Cancelled()
@@ -198,6 +226,7 @@ class Runner:
                 with _interrupts_deferred():  # all of the outputs or none of them
                     state.result.written = self.committed = self._commit(state.staging)
         finally:
+            restore()
             if state.staging is not None:
                 with _interrupts_deferred():  # a second signal must not leave the staging folder half deleted
                     shutil.rmtree(state.staging, ignore_errors=True)
@@ -219,6 +248,23 @@ class Runner:
         except ImportError:
             pass
         return provenance
+
+    def _record_environment(self, state: _RunState, order: list[str]) -> None:
+        """Add to the run's provenance what decides its pixels besides the recipe (threads, CPU, library
+        versions, deterministic mode: runtime/provenance.py) and the input files it reads, each by
+        `node.param` with its SHA-256 (the hashes its cache keys are made of)."""
+        from .provenance import environment, input_record
+
+        state.provenance.update(environment(self.device, self.deterministic))
+        inputs = {}
+        for nid in order:
+            spec = self.registry[state.recipe.nodes[nid].type]
+            files, ids = input_files(spec, state.params[nid], state.roots)
+            for pname, rec in input_record(state.params[nid], files, ids).items():
+                inputs[f"{nid}.{pname}"] = rec
+        if inputs:
+            state.provenance["inputs"] = inputs
+        state.result.provenance = state.provenance
 
     def _staging(self, state: _RunState) -> Path:
         """The run's staging folder in the output folder, made when the first node that writes runs."""
@@ -243,6 +289,8 @@ class Runner:
         self.emit(ev.NodeStarted(nid, spec.type_name))
         if self.use_cache and self._from_cache(state, nid, spec, key):
             return
+        if spec.writes:
+            self._refuse_taken(state, nid)
         ctx = self._context(state, nid, spec, seed, key)
         kwargs = self._arguments(state, nid, spec, inputs, ctx)
         t0 = time.perf_counter()
@@ -285,6 +333,8 @@ class Runner:
         state.files[nid], files = input_files(spec, params, state.roots)  # the node opens these very files
         if files:
             extra["files"] = files
+        if self.deterministic:  # other kernels, other pixels: never the default mode's cached results
+            extra["deterministic"] = True
         if spec.writes:  # the embedded recipe and the destination are part of what is written
             extra["writes"] = [hashlib.sha256(state.recipe_text().encode()).hexdigest(), str(self.out_dir.resolve())]
         return cache_key(spec, params, seed if spec.random else None, input_keys, extra or None)
@@ -333,6 +383,7 @@ class Runner:
     def _arguments(state: _RunState, nid: str, spec: NodeSpec, inputs: dict, ctx: Context) -> dict[str, Any]:
         """The keyword arguments of the node's function: its parameters, its inputs, its Context."""
         kwargs = dict(state.params[nid])
+        kwargs.update(state.outnames.get(nid, {}))  # output paths with their placeholders filled in
         kwargs.update(inputs)
         for i in spec.inputs:  # a list input left unwired is an empty list (validation allows that)
             if i.is_list and i.name not in kwargs and \
@@ -406,6 +457,9 @@ class Runner:
                 raise NodeError(f"cannot write {shorten(str(rel))} into the output folder: a folder of that name "
                                 "is there")
             plan.append((path, rel, real))
+        taken = [real for _, _, real in plan if (real.exists() or real.is_symlink()) and not self.overwrite]
+        if taken:  # e.g. the numbered pictures of a batch, or a file made while the run ran
+            raise OutputsExist(taken)
         moved = []
         for path, rel, real in plan:
             try:
@@ -414,7 +468,29 @@ class Runner:
                 raise NodeError(f"cannot write {shorten(str(rel))} into the output folder ({exc.strerror or exc}); "
                                 "is there a folder of that name?") from None
             moved.append(real)
+            self.own[real.resolve()] = signature(real)
         return moved
+
+    def _output_names(self, recipe: Recipe, params: dict, order: list[str]) -> dict[str, dict[str, str]]:
+        """The output paths of the nodes to run, placeholders filled in; refused (OutputsExist,
+        before anything runs) when one names a file that is there and was not written by this
+        runner, unless it may overwrite."""
+        to_run = {nid: params[nid] for nid in order}
+        names = output_names(recipe, params, self.registry, self.out_dir, order)
+        if not self.overwrite:
+            taken, example = existing_outputs(recipe, to_run, self.registry, names, self.out_dir, self.own)
+            if taken:
+                raise OutputsExist(taken, example)
+        return names
+
+    def _refuse_taken(self, state: _RunState, nid: str) -> None:
+        """Before a node that writes runs (it was not cached): refuse when its files are there, even
+        those this runner wrote in an earlier run (the editor's: they would be replaced)."""
+        if not self.overwrite:
+            taken, example = existing_outputs(state.recipe, {nid: state.params[nid]}, self.registry,
+                                              state.outnames, self.out_dir)
+            if taken:
+                raise OutputsExist(taken, example)
 
 
 #: the signals that cancel a run: Ctrl-C, and (from the command line, see runtime/cli.py) a

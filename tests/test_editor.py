@@ -223,7 +223,9 @@ def test_build_run_live_preview_responsive_and_incremental(qtbot, win):
     assert max_gap < 0.2, f"the UI thread was blocked for {max_gap * 1000:.0f} ms"
 
     # a parameter of the lone noise node changes: only it (and the writer, whose embedded
-    # recipe changed) run again; the slow branch comes from the Runner's cache
+    # recipe changed) run again; the slow branch comes from the Runner's cache. The writer
+    # replaces slow.png, so the runs below are told to overwrite (else they refuse: test_outputs.py)
+    win.act_overwrite.setChecked(True)
     noise.content.editors["amount"].spin.setValue(0.3)
     assert noise.params["amount"] == 0.3
     assert noise.state == "stale" and slow.state == "done"

@@ -43,7 +43,7 @@ def _solid(box: Sandbox, name: str, color: str) -> Path:
 
 def _run(box: Sandbox, recipe: Path, capsys) -> tuple[int, str]:
     capsys.readouterr()
-    code = main(["run", str(recipe), "--out", str(box.out)])
+    code = main(["run", str(recipe), "--out", str(box.out), "--overwrite"])  # each run replaces the last picture
     err = capsys.readouterr().err
     assert "Traceback" not in err
     return code, err

@@ -97,7 +97,7 @@ def test_second_run_runs_no_node(tmp_path):
 
 
 def test_changed_param_reruns_only_descendants(tmp_path):
-    r = runner(tmp_path)
+    r = runner(tmp_path, overwrite=True)  # the second run replaces m.png
     r.run(parse_recipe(CHAIN))
     recipe = parse_recipe(CHAIN)
     recipe.nodes["b"].params["amount"] = 0.3
@@ -229,7 +229,8 @@ def test_disk_cache_is_bounded(tmp_path):
 
 
 def test_no_cache_recomputes(tmp_path):
-    r = Runner(use_cache=False, out_dir=tmp_path / "out", cache=Cache(tmp_path / "cache", disk=False))
+    r = Runner(use_cache=False, out_dir=tmp_path / "out", cache=Cache(tmp_path / "cache", disk=False),
+               overwrite=True)
     r.run(parse_recipe(CHAIN))
     assert len(r.run(parse_recipe(CHAIN)).ran) == 6
 
@@ -304,7 +305,7 @@ def test_set_and_seed_overrides_are_recorded_in_the_png(tmp_path, capsys):
 
 def test_cli_exit_codes_and_messages(tmp_path, capsys):
     (tmp_path / "r.yaml").write_text(SAMPLE.replace("sample:coffee", "nosuch.png"))
-    assert main(["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "o"), "-q"]) == 1
+    assert main(["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "o"), "-q"]) == 2  # found by validation
     err = capsys.readouterr().err
     assert "node 'photo'" in err and "nosuch.png" in err and "Traceback" not in err
     assert not (tmp_path / "o" / "noise.png").exists()
@@ -480,7 +481,7 @@ def test_the_same_file_name_in_two_folders_is_two_pictures(tmp_path):
     res, rgb = mean_rgb("blue")
     assert rgb == [0, 255, 0] and res.ran == ["photo"]
     (tmp_path / "blue" / "photo.png").unlink()
-    with pytest.raises(NodeError, match="does not exist"):
+    with pytest.raises(RecipeError, match="does not exist"):  # found by the validation before the run
         runner.run(load_recipe(tmp_path / "blue" / "r.yaml"))
 
 

@@ -171,7 +171,7 @@ CASES = [
          ("validation stopped after 500 problems; fix these first", "... and 401 more; fix these first")),
     Case("input_is_a_pipe", lambda b: (os.mkfifo(b.recipes / "pipe.png"), b.write("in.yaml", TINY.replace(
         "{type: image.solid, params: {width: 8, height: 8}}", "{type: image.load, params: {source: pipe.png}}")))[1],
-         NodeError, ("input 'pipe.png' is not a regular file",)),
+         RecipeError, ("input 'pipe.png' is not a regular file",), field=("pic", "source")),  # found by validate
     # graphs that do not flow
     Case("cycle", "cycle.yaml", RecipeError, ("the nodes form a cycle (a -> b -> a)",)),
     Case("cycle_long", "cycle_long.yaml", RecipeError, ("the nodes form a cycle (n0 -> n4 -> n3 -> n2 -> n1 -> n0)",)),
@@ -197,7 +197,7 @@ CASES = [
          NodeError, ("a link in the output folder leads outside it",)),
     Case("out_symlink_file", lambda b: (os.symlink(b.outside / "target.png", b.out / "out.png"),
                                         b.write("tiny.yaml", TINY))[1],
-         None, writes=("out.png",)),
+         None, writes=("out.png",), args=("--overwrite",)),  # without it: refused, the link left alone
     Case("out_name_is_a_folder", lambda b: ((b.out / "out.png").mkdir(), b.write("tiny.yaml", TINY))[1],
          NodeError, ("cannot write out.png into the output folder", "a folder of that name is there")),
     Case("out_folder_is_a_file", lambda b: ((b.out / "sub").write_bytes(b"x"),
@@ -214,7 +214,7 @@ CASES = [
     Case("checkpoint_dotdot", "checkpoint_dotdot.yaml", RecipeError, OUTSIDE_IN, field=("net", "checkpoint")),
     Case("in_dotdot_allowed", "in_dotdot.yaml", None, args=lambda b: ("--allow-read", str(b.outside)),
          writes=("out.png",)),
-    Case("in_missing", "in_missing.yaml", NodeError, ("'not-here.png' does not exist",)),
+    Case("in_missing", "in_missing.yaml", RecipeError, ("'not-here.png' does not exist",), field=("pic", "source")),
     Case("in_garbage_picture", lambda b: (b.write("bad.png", b"\x89PNG\r\n\x1a\n" + b"\xff" * 64),
                                           b.write("in.yaml", TINY.replace(
                                               "{type: image.solid, params: {width: 8, height: 8}}",
@@ -300,7 +300,7 @@ def test_hostile_input(case: Case, sandbox: Sandbox, capsys):
 def test_a_symlinked_output_file_is_replaced_not_followed(sandbox):
     # the case above: the link in the output folder is replaced by the picture; its target is untouched
     os.symlink(sandbox.outside / "target.png", sandbox.out / "out.png")
-    assert main(["run", str(sandbox.write("tiny.yaml", TINY)), "--out", str(sandbox.out), "-q"]) == 0
+    assert main(["run", str(sandbox.write("tiny.yaml", TINY)), "--out", str(sandbox.out), "-q", "--overwrite"]) == 0
     assert not (sandbox.out / "out.png").is_symlink()
     assert (sandbox.outside / "target.png").read_bytes() == b"precious"
 

@@ -95,7 +95,7 @@ def test_changing_a_parameter_does_not_reuse_another_zooms_frames(tmp_path, coun
     counted.clear()
     recipe = parse_recipe(ZOOM)
     recipe.nodes["zoom"].params["zoom"] = 1.2
-    Runner(cache=Cache(tmp_path / "c"), out_dir=tmp_path / "o").run(recipe)
+    Runner(cache=Cache(tmp_path / "c"), out_dir=tmp_path / "o", overwrite=True).run(recipe)
     assert counted == [0, 1, 2, 3, 4]
 
 

@@ -27,13 +27,14 @@ def checkpointed_frames(ctx: Context, count: int, steps_per_frame: int, make: Ma
     for i in range(count):
         done = ctx.restore(f"frame/{i}")
         if done is None:
-            def progress(k, _n, label, _x, i=i):
-                ctx.progress(i * steps_per_frame + k, total, f"frame {i + 1}/{count} {label}")
+            def progress(k, n, label, _x, work=None, i=i):
+                share = k / n if work is None else work  # of this frame's work; the frames cost the same
+                ctx.progress(i * steps_per_frame + k, total, f"frame {i + 1}/{count} {label}", (i + share) / count)
 
             done = Image(make(i, out[-1] if out else None, progress).to("cpu", torch.float32).contiguous())
             ctx.checkpoint(f"frame/{i}", done)
             ctx.preview(done)
         else:
-            ctx.progress((i + 1) * steps_per_frame, total, f"frame {i + 1}/{count} (saved earlier)")
+            ctx.progress((i + 1) * steps_per_frame, total, f"frame {i + 1}/{count} (saved earlier)", (i + 1) / count)
         out.append(done)
     return out

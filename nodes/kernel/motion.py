@@ -4,6 +4,11 @@ The infinite zoom moves its last dreamed frame by `Motion` before dreaming it ag
 in-between frames are zoom-consistent crossfades (`in_between`): frame i moved part of the
 way towards frame i+1, frame i+1 moved back by the rest of the way, blended, so the motion
 is continuous and only the new detail fades in.
+
+A dreamed video follows the motion of its own frames: `optical_flow` (Farnebäck's dense
+flow, from OpenCV, the `video` extra) says where each pixel of a frame was in the frame
+before, and `flow_warp` moves the previous dreamed frame along it, so the dream it carries
+lands where the picture moved instead of doubling its edges.
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from dreamnodes import NodeError
 
 
 class Motion(NamedTuple):
@@ -80,3 +87,43 @@ def with_in_betweens(dreamed: list[torch.Tensor], motion: Motion, between: int) 
             for k in range(1, between + 1):
                 out.append(in_between(a[None], dreamed[i + 1][None], motion, k / (between + 1))[0])
     return out
+
+
+def optical_flow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Dense optical flow [2, H, W] (dx, dy, in pixels) from picture a [3, H, W] back to picture b:
+    a(y, x) ~ b(y + dy, x + dx), where each pixel of a was in b.
+
+    Farnebäck, "Two-Frame Motion Estimation Based on Polynomial Expansion", 2003 (OpenCV's
+    calcOpticalFlowFarneback, on the pictures' grey levels), as the DeepDream video tools use it.
+    """
+    try:
+        import cv2
+    except ImportError:
+        raise NodeError("motion compensation needs OpenCV: pip install 'dreamnodes[video]' "
+                        "(or opencv-python-headless), or set motion: none") from None
+    import numpy as np
+
+    def grey(x: torch.Tensor) -> "np.ndarray":
+        g = (x.detach().to("cpu", torch.float32) * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0)
+        return np.ascontiguousarray((g.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
+
+    side = max(a.shape[1:])
+    levels = max(1, min(5, int(math.log2(max(side, 16) / 16))))
+    flow = cv2.calcOpticalFlowFarneback(grey(a), grey(b), None, pyr_scale=0.5, levels=levels, winsize=15,
+                                        iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
+    return torch.from_numpy(flow).permute(2, 0, 1).contiguous()
+
+
+def flow_warp(x: torch.Tensor, flow: torch.Tensor, padding: str = "border"
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pictures x [N, C, H, W] sampled along `flow` [2, H, W] (see optical_flow): out(y, x) =
+    x(y + dy, x + dx), bilinear. Returns (moved pictures, mask of the pixels that came from inside)."""
+    n, _, h, w = x.shape
+    flow = flow.to(x.device, x.dtype)
+    ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=x.dtype),
+                            torch.arange(w, device=x.device, dtype=x.dtype), indexing="ij")
+    gx = (xs + flow[0]) * 2 / max(w - 1, 1) - 1
+    gy = (ys + flow[1]) * 2 / max(h - 1, 1) - 1
+    grid = torch.stack([gx, gy], dim=-1).unsqueeze(0).expand(n, h, w, 2)
+    inside = (grid.abs() <= 1 + 1e-6).all(dim=-1).unsqueeze(1).to(x.dtype)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=True), inside

@@ -118,6 +118,14 @@ class ObjectiveGradient:
             score += s
         return grad, score
 
+    def pixels(self, height: int, width: int) -> int:
+        """The pixels one step at this size runs through the network: the picture, or its tiles
+        with their overlaps (the unit of work progress counts in: a step's time follows it)."""
+        tile = effective_tile(self.tile, height, width)
+        overlap = round_up(self.overlap)
+        rows, cols = tile_spans(height, tile, overlap, 0), tile_spans(width, tile, overlap, 0)
+        return sum(i1 - i0 for _, _, i0, i1 in rows) * sum(j1 - j0 for _, _, j0, j1 in cols)
+
     def _tiles(self, x: torch.Tensor, rows: list, cols: list):
         """For each tile: (core box, the core's weighted gradient, its weighted score)."""
         h, w = x.shape[2], x.shape[3]
@@ -153,11 +161,12 @@ class DreamSettings:
     step_size: float = 1.5
 
 
-Progress = Callable[[int, int, str, torch.Tensor], None]
+#: progress(steps done, steps in all, label, picture, work=share of the work done, 0 to 1)
+Progress = Callable[..., None]
 
 
 def dream(base: torch.Tensor, gradient: ObjectiveGradient, s: DreamSettings,
-          progress: Progress = lambda *a: None) -> torch.Tensor:
+          progress: Progress = lambda *a, **k: None) -> torch.Tensor:
     """The DeepDream loop on base [N, 3, H, W] (on the run's device); returns the dreamed pixels.
 
     The picture is dreamed small first, and the detail the dream added is carried up to each
@@ -166,6 +175,7 @@ def dream(base: torch.Tensor, gradient: ObjectiveGradient, s: DreamSettings,
     """
     sizes = octave_sizes(base.shape[2], base.shape[3], s.octaves, s.octave_scale)
     total, done, detail, x = len(sizes) * s.steps, 0, None, base
+    step_work = octave_work(sizes, gradient)
     with torch.enable_grad():
         for oi, (h, w) in enumerate(sizes):
             octave_base = resize(base, h, w)
@@ -178,12 +188,20 @@ def dream(base: torch.Tensor, gradient: ObjectiveGradient, s: DreamSettings,
             for step in range(s.steps):
                 x, score = _dream_step(x, gradient, step, s.step_size / 255.0)
                 done += 1
-                progress(done, total, f"octave {oi + 1}/{len(sizes)} score {score.mean().item():.3g}", x)
+                progress(done, total, f"octave {oi + 1}/{len(sizes)} score {score.mean().item():.3g}", x,
+                         work=(sum(step_work[:oi]) * s.steps + step_work[oi] * (step + 1)) / (sum(step_work) * s.steps))
             if oi < len(sizes) - 1:
                 detail = x - octave_base
                 del x
             del octave_base
     return x.detach()
+
+
+def octave_work(sizes: list[tuple[int, int]], gradient: ObjectiveGradient) -> list[float]:
+    """Each octave's share of one step's work, from the pixels it runs through the network (an
+    octave of twice the side takes about four times as long per step)."""
+    pixels = [gradient.pixels(h, w) for h, w in sizes]
+    return [p / sum(pixels) for p in pixels]
 
 
 def _dream_step(x: torch.Tensor, gradient: ObjectiveGradient, step: int, lr: float
