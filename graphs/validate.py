@@ -157,31 +157,11 @@ def _order(recipe: Recipe) -> list[str]:
     return order
 
 
-def _acyclic(recipe: Recipe) -> bool:
-    """True when the nodes can be ordered so that each comes after what it reads (Kahn's method;
-    a node reading itself counts as no cycle here: it is reported with the node's inputs)."""
-    readers: dict[str, list[str]] = {nid: [] for nid in recipe.nodes}
-    waiting = {nid: 0 for nid in recipe.nodes}
-    for nid, n in recipe.nodes.items():
-        for ref in {ref.node for _, ref in n.input_refs() if ref.node in recipe.nodes and ref.node != nid}:
-            readers[ref].append(nid)
-            waiting[nid] += 1
-    ready = [nid for nid, k in waiting.items() if k == 0]
-    done = 0
-    while ready:
-        done += 1
-        for reader in readers[ready.pop()]:
-            waiting[reader] -= 1
-            if waiting[reader] == 0:
-                ready.append(reader)
-    return done == len(recipe.nodes)
-
-
 def _cycles(recipe: Recipe, found: int) -> list[list[str]]:
     """The cycles of two or more nodes, each from its first node in the recipe, in recipe order.
 
     The search stops once `found` (the problems found so far) and the cycles reach MAX_CYCLE_SEARCH."""
-    if _acyclic(recipe):
+    if len(_order(recipe)) == len(recipe.nodes):  # every node ordered: no cycle
         return []
     import networkx as nx
 

@@ -17,7 +17,6 @@ are measured on the meta device first (`check_model_size`, the `parameters` limi
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
@@ -29,6 +28,7 @@ import torch
 from dreamnodes.files import sha256_of
 from dreamnodes.errors import NodeError
 from dreamnodes.limits import Limits
+from dreamnodes.settings import setting
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def packaged(key: tuple[str, str]) -> Path | None:
 
 
 def offline() -> bool:
-    return os.environ.get("DREAMNODES_OFFLINE", "").lower() not in ("", "0", "false", "no")
+    return bool(setting("DREAMNODES_OFFLINE"))
 
 
 # ---------------------------------------------------------------------------------------------

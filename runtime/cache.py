@@ -44,6 +44,7 @@ from pathlib import Path
 from dreamnodes.errors import UsageError
 from dreamnodes.files import InputFileError, atomic_write, read_bounded
 from dreamnodes.lazy import torch
+from dreamnodes.settings import setting
 from dreamnodes.types import SOCKET_TYPES, Socket
 
 MAGIC = b"DNC2"  # DNC1 entries (no key inside) are misses
@@ -91,7 +92,7 @@ def default_cache_dir() -> Path:
 
 
 def disk_cache_disabled_by_env() -> bool:
-    return os.environ.get("DREAMNODES_NO_CACHE", "").strip().lower() not in ("", "0", "false", "no")
+    return bool(setting("DREAMNODES_NO_CACHE"))
 
 
 class Cache:
