@@ -90,8 +90,10 @@ def get(type_name: str) -> NodeSpec | None:
     return load_all().get(type_name)
 
 
-def families() -> dict[str, list[NodeSpec]]:
+def families(specs: dict[str, NodeSpec] | None = None) -> dict[str, list[NodeSpec]]:
+    """{family: its specs, by type name}, of the registry or of `specs` (the catalogue's, say)."""
+    specs = load_all() if specs is None else specs
     out: dict[str, list[NodeSpec]] = {}
-    for name in sorted(load_all()):
-        out.setdefault(name.split(".")[0], []).append(REGISTRY[name])
+    for name in sorted(specs):
+        out.setdefault(name.split(".")[0], []).append(specs[name])
     return out

@@ -347,15 +347,10 @@ def node_specs() -> dict:
 
 def _spec_lookup():
     """(get(type name), families()) over `node_specs()`, as the registry's own functions are."""
+    from dreamnodes.registry import families
+
     specs = node_specs()
-
-    def families() -> dict[str, list]:
-        out: dict[str, list] = {}
-        for name in sorted(specs):
-            out.setdefault(name.split(".")[0], []).append(specs[name])
-        return out
-
-    return specs.get, families
+    return specs.get, lambda: families(specs)
 
 
 def cmd_nodes(args) -> int:
